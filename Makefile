@@ -1,0 +1,43 @@
+# The two commands of the README: `make serve` and `make test` set everything up on a fresh
+# machine with only python3 (3.11+). The virtual environment lives in .venv inside the repo.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint typecheck pytest diagrams bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall when the project's metadata changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(PY) -m servermode.adapters.demo
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check core adapters tests bench
+	$(VENV)/bin/ruff format --check core adapters tests bench
+
+# mypy does not follow setuptools' editable finder: check an installed copy of the packages.
+typecheck: $(STAMP)
+	rm -rf build/typed
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target build/typed .
+	cd build/typed && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p servermode.core -p servermode.adapters
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+diagrams: $(STAMP)
+	$(PY) -c "from servermode.core.diagram import write; write('diagrams')"
+	command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz)
+	dot -Tsvg diagrams/server_mode.dot -o diagrams/server_mode.svg
+
+clean:
+	rm -rf $(VENV) build *.egg-info

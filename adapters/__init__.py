@@ -1,0 +1,1 @@
+"""servermode.adapters: HTTP, ASGI middleware, stores and CLI around servermode.core."""

@@ -1,0 +1,183 @@
+"""The request gate: admits requests by category, counts the ones in flight, signals drains.
+
+This is every request's hot path. Admission and release each take one lock and do O(1) work;
+the only allocation is the ticket. The gate never waits: a drain registers a callback that
+the release of the last counted request calls (from whatever thread released it), so the
+waiting side decides how to wake (an asyncio future, a threading event, a test).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from .errors import Refused, UnknownCategory
+from .modes import State
+from .policy import AdmissionPolicy
+
+__all__ = ["Gate", "Ticket"]
+
+DrainedCallback = Callable[[], None]
+
+
+class _Counter:
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+class Ticket:
+    """Proof of admission. Release it exactly once; releasing again does nothing.
+
+    Usable as ``with gate.admit(c):`` and ``async with gate.admit(c):``.
+    """
+
+    __slots__ = ("_counter", "_gate", "category", "released")
+
+    def __init__(self, gate: Gate | None, counter: _Counter | None, category: str) -> None:
+        self._gate = gate
+        self._counter = counter
+        self.category = category
+        self.released = gate is None
+
+    def release(self) -> None:
+        gate = self._gate
+        if gate is None:
+            return
+        callback: DrainedCallback | None = None
+        with gate._lock:
+            if self.released:
+                return
+            self.released = True
+            self._counter.n -= 1  # type: ignore[union-attr]
+            gate._total -= 1
+            if gate._total == 0 and gate._on_drained is not None:
+                callback, gate._on_drained = gate._on_drained, None
+        if callback is not None:
+            callback()
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    async def __aenter__(self) -> Ticket:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+class Gate:
+    """Admits, counts and drains requests per category under an :class:`AdmissionPolicy`.
+
+    ``refusal_retry_after`` is the retry hint (seconds) given when a steady mode refuses a
+    category; while draining the hint is the time left until the drain's deadline.
+    """
+
+    def __init__(
+        self,
+        policy: AdmissionPolicy,
+        state: State = State.PRODUCTION,
+        *,
+        refusal_retry_after: int = 60,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self.refusal_retry_after = refusal_retry_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counters = {name: _Counter() for name in policy.counted_categories}
+        # Uncounted categories share one pre-released ticket each: no allocation, nothing to drain.
+        self._free = {name: Ticket(None, None, name) for name in policy.categories}
+        self._total = 0
+        self._state = state
+        self._admitted = policy.admitted(state)
+        self._deadline: float | None = None
+        self._on_drained: DrainedCallback | None = None
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def total_in_flight(self) -> int:
+        return self._total
+
+    def in_flight(self) -> dict[str, int]:
+        """A consistent snapshot of the counted requests in flight, per category."""
+        with self._lock:
+            return {name: c.n for name, c in self._counters.items()}
+
+    def admit(self, category: str) -> Ticket:
+        """Admit one request of ``category`` or raise :class:`Refused`.
+
+        The check and the count happen under the same lock as every state change, so a
+        request is either counted before a drain begins (and then waited for) or refused.
+        """
+        with self._lock:
+            counted = self._admitted.get(category)
+            if counted:
+                counter = self._counters[category]
+                counter.n += 1
+                self._total += 1
+                return Ticket(self, counter, category)
+            if counted is None:
+                raise self._refusal(category)
+        return self._free[category]
+
+    def _refusal(self, category: str) -> Exception:
+        if category not in self.policy:
+            return UnknownCategory(category)
+        if self._deadline is not None:
+            retry = max(1, math.ceil(self._deadline - self._clock()))
+        else:
+            retry = self.refusal_retry_after
+        return Refused(self._state, category, retry)
+
+    def set_state(self, state: State) -> None:
+        """Move to a steady state (or any state without a drain); forgets a pending drain."""
+        with self._lock:
+            self._set(state)
+            self._deadline = None
+            self._on_drained = None
+
+    def begin_drain(
+        self, state: State, deadline: float, on_drained: DrainedCallback
+    ) -> dict[str, int]:
+        """Enter draining ``state`` and call ``on_drained`` once nothing counted is in flight.
+
+        Returns the in-flight counts at the instant the drain began. If nothing is in
+        flight, ``on_drained`` is called before this returns. ``deadline`` is on the gate's
+        clock and only feeds retry hints: the waiting side owns the timeout.
+        """
+        with self._lock:
+            self._set(state)
+            self._deadline = deadline
+            snapshot = {name: c.n for name, c in self._counters.items()}
+            idle = self._total == 0
+            self._on_drained = None if idle else on_drained
+        if idle:
+            on_drained()
+        return snapshot
+
+    def retry_after(self) -> int:
+        """Seconds until the current drain's deadline (at least 1), or the steady hint."""
+        with self._lock:
+            deadline = self._deadline
+        if deadline is None:
+            return self.refusal_retry_after
+        return max(1, math.ceil(deadline - self._clock()))
+
+    def _set(self, state: State) -> None:
+        self._state = state
+        self._admitted = self.policy.admitted(state)

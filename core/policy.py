@@ -1,0 +1,102 @@
+"""Which request categories each state admits: the admission policy, as a table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .errors import UnknownCategory
+from .modes import State
+
+__all__ = ["CONTEXT_SERVICES", "AdmissionPolicy", "CategoryRule"]
+
+ALWAYS: frozenset[State] = frozenset(State)
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryRule:
+    """Where one category is admitted, and whether its requests are drained.
+
+    An uncounted category (status, health, the mode switch itself) is never waited for: a drain
+    that waited for the request that asked for it would never end.
+    """
+
+    admitted_in: frozenset[State]
+    counted: bool = True
+
+
+class AdmissionPolicy:
+    """An immutable map from category to :class:`CategoryRule`."""
+
+    __slots__ = ("_by_state", "rules")
+
+    def __init__(self, rules: Mapping[str, CategoryRule]) -> None:
+        if not rules:
+            raise ValueError("an admission policy needs at least one category")
+        self.rules: Mapping[str, CategoryRule] = dict(rules)
+        # Precomputed per state so that admission is one dict lookup on the hot path.
+        self._by_state: dict[State, dict[str, bool]] = {
+            state: {
+                name: rule.counted for name, rule in self.rules.items() if state in rule.admitted_in
+            }
+            for state in State
+        }
+
+    @classmethod
+    def from_table(
+        cls,
+        table: Mapping[str, Iterable[str]],
+        *,
+        uncounted: Iterable[str] = (),
+    ) -> AdmissionPolicy:
+        """Build a policy from ``{category: [state names]}``; ``uncounted`` are never drained."""
+        skip = set(uncounted)
+        unknown = skip - set(table)
+        if unknown:
+            raise ValueError(f"uncounted categories not in the table: {sorted(unknown)}")
+        return cls(
+            {
+                name: CategoryRule(frozenset(State(s) for s in states), counted=name not in skip)
+                for name, states in table.items()
+            }
+        )
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(self.rules)
+
+    @property
+    def counted_categories(self) -> tuple[str, ...]:
+        return tuple(name for name, rule in self.rules.items() if rule.counted)
+
+    def admitted(self, state: State) -> dict[str, bool]:
+        """The categories ``state`` admits, each mapped to whether it is counted."""
+        return self._by_state[state]
+
+    def admits(self, state: State, category: str) -> bool:
+        if category not in self.rules:
+            raise UnknownCategory(category)
+        return category in self._by_state[state]
+
+    def __contains__(self, category: object) -> bool:
+        return category in self.rules
+
+    def __repr__(self) -> str:
+        return f"AdmissionPolicy({sorted(self.rules)})"
+
+
+_STEADY = ("production", "maintenance")
+
+#: The Context Services preset (ARCHITECTURE.md, "The gate"). Draining states admit only
+#: ``server``: while a switch is under way every other web-service request gets 503.
+CONTEXT_SERVICES = AdmissionPolicy.from_table(
+    {
+        "profile": ["production"],
+        "service": ["production"],
+        "schema": ["maintenance"],
+        "schema_read": _STEADY,
+        "admin": _STEADY,
+        "server": [s.value for s in ALWAYS],
+    },
+    uncounted=["admin", "server"],
+)
