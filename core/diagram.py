@@ -28,7 +28,7 @@ def render(fmt: Format = "mermaid") -> str:
     """The state diagram of :data:`servermode.core.machine.TRANSITIONS` as Mermaid or DOT text."""
     from transitions.extensions import GraphMachine
 
-    engine = {"mermaid": "mermaid", "dot": "graphviz"}[fmt]
+    engine: Literal["mermaid", "graphviz"] = "mermaid" if fmt == "mermaid" else "graphviz"
     model = _DiagramModel()
     GraphMachine(
         model=model,
