@@ -31,3 +31,11 @@ def test_every_transition_is_drawn() -> None:
     for t in TRANSITIONS:
         edge = next(line for line in text.splitlines() if f"{t.source} --> {t.dest}:" in line)
         assert t.trigger.value in edge
+
+
+def test_committed_svg_draws_every_state_and_trigger() -> None:
+    """The SVG (rendered by Graphviz from the DOT) names every state and trigger of the table."""
+    svg = (ROOT / "diagrams" / "server_mode.svg").read_text()
+    for t in TRANSITIONS:
+        assert f">{t.source.value}" in svg
+        assert t.trigger.value in svg
