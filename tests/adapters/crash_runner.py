@@ -21,7 +21,7 @@ from servermode.core import Mode, ModeChangeFailed, ModeController, TransitionRe
 # A counted category that each steady mode admits, so that a switch has something to drain.
 _CATEGORY = {Mode.PRODUCTION: "profile", Mode.MAINTENANCE: "schema"}
 _OTHER = {Mode.PRODUCTION: Mode.MAINTENANCE, Mode.MAINTENANCE: Mode.PRODUCTION}
-DRAIN_TIMEOUT = 0.03
+DRAIN_TIMEOUT = 0.01
 
 
 def report(word: str, record: TransitionRecord | None) -> None:
