@@ -369,18 +369,19 @@ class TestCancel:
 
 
 class FailingStore(InMemoryStore):
-    """A store whose saves fail from the ``fail_from``-th call on."""
+    """A store whose saves fail from the ``fail_from``-th call on, up to ``fail_until``."""
 
-    def __init__(self, fail_from: int) -> None:
+    def __init__(self, fail_from: int, fail_until: int = 99) -> None:
         super().__init__()
         self.saves = 0
         self.fail_from = fail_from
+        self.fail_until = fail_until
 
     def save(
         self, state: PersistedState, record: TransitionRecord | None = None
     ) -> TransitionRecord | None:
         self.saves += 1
-        if self.saves >= self.fail_from:
+        if self.fail_from <= self.saves <= self.fail_until:
             raise OSError("disk full")
         return super().save(state, record)
 
@@ -403,6 +404,22 @@ class TestStoreFailure:
             # A later change is not blocked by the failed one.
             store.fail_from = 99
             assert (await c.set_mode("maintenance")).outcome is Outcome.COMPLETED
+
+        run(scenario)
+
+    def test_passing_result_failure_puts_the_old_state_back_on_disk(self) -> None:
+        """When only the result save fails, the saved intent is replaced by the old state."""
+
+        async def scenario() -> None:
+            store = FailingStore(fail_from=3, fail_until=3)
+            c = await started(store=store)
+            with pytest.raises(StoreError):
+                await c.set_mode("maintenance")
+            saved = store.load()
+            assert saved is not None and saved.state is State.PRODUCTION
+            # A restart on this store would not complete the failed switch.
+            again = await started(store=store)
+            assert again.state is State.PRODUCTION
 
         run(scenario)
 
