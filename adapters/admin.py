@@ -16,13 +16,12 @@ from typing import Any
 import structlog
 from servermode.core import InvalidMode, ModeController, ServerModeError, State, parse_mode
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .auth import AuthError, Role, TokenAuth
-from .errors import Problem, problem_for_exception, problem_for_status, problem_response
+from .errors import ERROR_HANDLERS, Problem, problem_for_exception, problem_response
 from .openapi import OPENAPI
 from .stats import RequestStats, stats_for
 from .status import status_document
@@ -236,7 +235,7 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
         raise _BadRequest(
             Problem.BAD_PARAMETER,
-            f"bad reason {_excerpt(json.dumps(reason))}: a string of at most {MAX_REASON} "
+            f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
             f"characters",
         )
     return mode.value, reason
@@ -254,9 +253,13 @@ def _int_param(request: Request, name: str, low: int, high: int | None) -> int |
     return value
 
 
-def _excerpt(text: str, limit: int = 80) -> str:
-    shown = text if len(text) <= limit else text[:limit] + "..."
-    return json.dumps(shown)
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _excerpt(text: str) -> str:
+    """What the client sent, shortened and quoted."""
+    return json.dumps(_shorten(text))
 
 
 def _client(request: Request) -> str | None:
@@ -293,27 +296,3 @@ def admin_app(
     """The admin routes as an application whose 404, 405 and 500 also use the error body."""
     routes = admin_routes(controller, auth=auth, stats=stats, max_body=max_body)
     return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    problem = problem_for_status(exc.status_code)
-    if problem is Problem.METHOD_NOT_ALLOWED:
-        allowed = (exc.headers or {}).get("Allow", "")
-        description = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
-    elif problem is Problem.NOT_FOUND:
-        description = f"no resource at {request.url.path}"
-    else:
-        description = exc.detail
-    return problem_response(request.scope, problem, description, exc.headers)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    # The server logs the traceback; the client gets the error body, never the traceback.
-    return problem_response(
-        request.scope, Problem.INTERNAL_ERROR, "the server failed to answer this request"
-    )
-
-
-#: Exception handlers that answer Starlette's own errors with the error body.
-ERROR_HANDLERS: Mapping[Any, Any] = {HTTPException: _http_error, Exception: _internal_error}

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .errors import Problem, problem_response
+from .errors import ERROR_HANDLERS, Problem, problem_response
 
 __all__ = ["DEMO_ROUTES", "MAX_DELAY", "app", "demo_app"]
 
@@ -68,7 +68,7 @@ def demo_app(delay: float = 1.0) -> Starlette:
     routes += [
         Route(path, endpoint(category), methods=[method]) for method, path, category in DEMO_ROUTES
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)
 
 
 def _delay(request: Request, default: float) -> float | Response:

@@ -21,11 +21,14 @@ from servermode.core import (
     SwitchInProgress,
 )
 from starlette.datastructures import URL
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from .types import Scope
 
 __all__ = [
+    "ERROR_HANDLERS",
     "EXCEPTION_PROBLEMS",
     "Problem",
     "error_body",
@@ -138,3 +141,27 @@ def problem_response(
         headers=dict(headers or {}),
         media_type="application/json",
     )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    problem = problem_for_status(exc.status_code)
+    if problem is Problem.METHOD_NOT_ALLOWED:
+        allowed = (exc.headers or {}).get("Allow", "")
+        description = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
+    elif problem is Problem.NOT_FOUND:
+        description = f"no resource at {request.url.path}"
+    else:
+        description = exc.detail
+    return problem_response(request.scope, problem, description, exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # The server logs the traceback; the client gets the error body, never the traceback.
+    return problem_response(
+        request.scope, Problem.INTERNAL_ERROR, "the server failed to answer this request"
+    )
+
+
+#: Exception handlers that answer Starlette's own errors with the error body.
+ERROR_HANDLERS: Mapping[Any, Any] = {HTTPException: _http_error, Exception: _internal_error}
