@@ -1,8 +1,9 @@
 """The Context Services error body, and which HTTP answer each failure gets (one table).
 
 Every 4xx/5xx answer of servermode, from the admin routes and from the gate middleware alike,
-is ``{"http_method", "title", "description", "code", "uri"}``: ``code`` is an application code
-(the HTTP status times ten plus a detail digit), ``uri`` the full request URI.
+is ``{"http_method", "title", "description", "code", "uri"}``: ``code`` is a four-digit
+application code (the HTTP status's first two digits, then two of detail; 4020 for a bad
+parameter is Context Services' own), ``uri`` the full request URI.
 """
 
 from __future__ import annotations
