@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(PY) -m servermode.adapters.demo
+	$(PY) -m servermode.adapters.cli serve
 
 test: lint typecheck pytest
 

@@ -1,26 +1,92 @@
-"""A short embedded demo of the controller: a request in flight, a switch that drains it."""
+"""The built-in demo application: one route per request category, each taking a moment.
+
+Served by ``servermode serve`` when no ``--app`` is given, so that gating and draining can be
+tried at once: start a slow profile read, ask for maintenance, watch new requests get 503
+while the switch waits for it. ``?delay=<seconds>`` overrides the moment per request.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-from servermode.core import ModeController, Refused
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .errors import ERROR_HANDLERS, Problem, problem_response
+
+__all__ = ["DEMO_ROUTES", "MAX_DELAY", "app", "demo_app"]
+
+MAX_DELAY = 60.0
+
+#: (method, path, category) of each demo route; the categories of the Context Services preset.
+DEMO_ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/profiles/{id}", "profile"),
+    ("GET", "/services/{id}", "service"),
+    ("GET", "/metadata/profiles/extensions", "schema_read"),
+    ("POST", "/metadata/profiles/extensions", "schema"),
+)
 
 
-async def main() -> None:
-    controller = ModeController(drain_timeout=5)
-    await controller.start()
-    ticket = controller.admit("profile")
-    switch = asyncio.create_task(controller.set_mode("maintenance", actor="demo"))
-    await asyncio.sleep(0.2)
+def demo_app(delay: float = 1.0) -> Starlette:
+    """The demo application; each route takes ``delay`` seconds unless ``?delay=`` says."""
+    if not 0 <= delay <= MAX_DELAY:
+        raise ValueError(f"demo delay must be between 0 and {MAX_DELAY:g} seconds, not {delay}")
+
+    def endpoint(category: str) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            moment = _delay(request, delay)
+            if isinstance(moment, Response):
+                return moment
+            await asyncio.sleep(moment)
+            return JSONResponse(
+                {
+                    "category": category,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "took": moment,
+                }
+            )
+
+        return handle
+
+    async def index(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "demo": "servermode",
+                "routes": [
+                    {"method": method, "path": path, "category": category}
+                    for method, path, category in DEMO_ROUTES
+                ],
+                "delay": delay,
+            }
+        )
+
+    routes = [Route("/", index, methods=["GET"])]
+    routes += [
+        Route(path, endpoint(category), methods=[method]) for method, path, category in DEMO_ROUTES
+    ]
+    return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)
+
+
+def _delay(request: Request, default: float) -> float | Response:
+    raw = request.query_params.get("delay")
+    if raw is None:
+        return default
     try:
-        controller.admit("profile")
-    except Refused as refused:
-        print(f"refused while draining: {refused} (retry in {refused.retry_after}s)")
-    ticket.release()
-    record = await switch
-    print(f"switched {record.from_state} -> {record.to_state} in {record.duration_ms:.1f} ms")
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_DELAY:
+        return problem_response(
+            request.scope,
+            Problem.BAD_PARAMETER,
+            f"bad delay {raw!r}: seconds between 0 and {MAX_DELAY:g}",
+        )
+    return value
 
 
-if __name__ == "__main__":
-    asyncio.run(main())
+#: The demo with its default delay, for ``--app servermode.adapters.demo:app``.
+app = demo_app()

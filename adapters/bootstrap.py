@@ -1,0 +1,88 @@
+"""The composition root: settings in, a controller and the gated ASGI application out.
+
+GateMiddleware(controller, rules)           classify, admit, count; starts the controller
+  └─ AdminDispatch                          admin paths -> admin app, the rest -> the app
+       ├─ admin_app(controller, auth)       /server/mode, /server/status, ... (Starlette)
+       └─ the app: --app module:attr, or the built-in demo
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from servermode.core import CONTEXT_SERVICES, ModeController
+from starlette.routing import Route
+from uvicorn.importer import ImportFromStringError, import_from_string
+
+from .admin import admin_app
+from .auth import TokenAuth
+from .classify import CONTEXT_SERVICES_RULES, RouteRules
+from .demo import demo_app
+from .dispatch import AdminDispatch
+from .middleware import GateMiddleware
+from .settings import Settings, SettingsError
+from .stats import RequestStats
+from .stores import open_store
+from .types import ASGIApp
+
+__all__ = ["Service", "build_service", "load_app", "load_rules"]
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What ``servermode serve`` runs: the application, and the controller it gates through."""
+
+    app: ASGIApp
+    controller: ModeController
+    stats: RequestStats
+
+
+def load_app(spec: str) -> ASGIApp:
+    """The ASGI application named ``module:attr`` (as uvicorn names apps)."""
+    try:
+        app = import_from_string(spec)
+    except ImportFromStringError as exc:
+        raise SettingsError(f"--app {spec}: {exc}") from None
+    if not callable(app):
+        raise SettingsError(f"--app {spec}: {type(app).__name__} is not an ASGI application")
+    return cast(ASGIApp, app)
+
+
+def load_rules(path: str) -> RouteRules:
+    """Route rules from a JSON file (see :meth:`RouteRules.from_json`)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return RouteRules.from_json(data)
+    except OSError as exc:
+        raise SettingsError(f"cannot read route rules {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise SettingsError(f"route rules {path}: {exc}") from None
+
+
+def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
+    """Wire the service that ``settings`` describe; ``app`` overrides ``settings.app``."""
+    if app is None:
+        app = load_app(settings.app) if settings.app else demo_app(settings.demo_delay)
+    rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
+    try:
+        rules.check(CONTEXT_SERVICES)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    controller = ModeController(
+        open_store(settings.state),
+        policy=CONTEXT_SERVICES,
+        initial_mode=settings.initial_mode,
+        drain_timeout=settings.drain_timeout,
+        timeout_policy=settings.timeout_policy,
+        refusal_retry_after=settings.retry_after,
+    )
+    stats = RequestStats()
+    admin = admin_app(
+        controller, auth=TokenAuth(settings.admin_token, settings.read_token), stats=stats
+    )
+    paths = [route.path for route in admin.routes if isinstance(route, Route)]
+    gated = GateMiddleware(AdminDispatch(admin, app, paths), controller, rules, stats)
+    return Service(app=gated, controller=controller, stats=stats)

@@ -1,0 +1,105 @@
+"""The status document of ``GET /server/status``: Context Services fields plus the drain.
+
+Context Services reports JVM heap figures; a Python process has no heap limit, so the four
+memory figures (KB) are read from the process itself (``/proc/self/status`` on Linux):
+
+- ``max_memory``: the peak resident set size (VmHWM),
+- ``allocated_memory``: the resident set size now (VmRSS),
+- ``used_memory``: the anonymous part of it, what the process allocated itself (RssAnon),
+- ``free_memory``: the rest of the resident set (file-backed pages the kernel can reclaim).
+
+Elsewhere ``resource.getrusage`` gives the peak, used for all but ``free_memory``.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from servermode.core import ModeController
+from servermode.core.records import utc_now
+
+from .stats import RequestStats
+
+__all__ = ["format_time", "process_memory_kb", "status_document"]
+
+PROC_STATUS = Path("/proc/self/status")
+
+
+def format_time(moment: datetime | None) -> str | None:
+    """``yyyy-MM-ddTHH:mm:ss.SSSZ`` in UTC, as Context Services writes times."""
+    if moment is None:
+        return None
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+def _servermode_version() -> str:
+    try:
+        return version("servermode")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+        return "0+unknown"
+
+
+VERSION = _servermode_version()
+
+
+def process_memory_kb(proc_status: Path = PROC_STATUS) -> dict[str, int]:
+    """The four memory figures of the status document, in KB (see the module docstring)."""
+    fields = _read_proc_status(proc_status)
+    if {"VmHWM", "VmRSS", "RssAnon"} <= fields.keys():
+        resident, anonymous = fields["VmRSS"], fields["RssAnon"]
+        return {
+            "max_memory": max(fields["VmHWM"], resident),
+            "allocated_memory": resident,
+            "free_memory": max(0, resident - anonymous),
+            "used_memory": anonymous,
+        }
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if sys.platform == "darwin":  # pragma: no cover - bytes there, KB on Linux
+        peak //= 1024
+    return {"max_memory": peak, "allocated_memory": peak, "free_memory": 0, "used_memory": peak}
+
+
+def _read_proc_status(path: Path) -> dict[str, int]:
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    fields: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+            fields[name] = int(parts[0])
+    return fields
+
+
+def status_document(controller: ModeController, stats: RequestStats) -> dict[str, Any]:
+    """Everything ``GET /server/status`` answers, as JSON-ready values."""
+    status = controller.status()
+    document: dict[str, Any] = {
+        "version": VERSION,
+        "system_time": format_time(utc_now()),
+        "mode": status.mode.value,
+        "started": format_time(stats.started),
+        "last_request": format_time(stats.last_request),
+        **process_memory_kb(),
+        "request_today": stats.requests,
+        "client_errors_today": stats.client_errors,
+        "server_errors_today": stats.server_errors,
+        "state": status.state.value,
+        "since": format_time(status.since),
+        "in_flight": status.in_flight,
+        "drain_timeout": status.drain_timeout,
+        "timeout_policy": status.timeout_policy.value,
+    }
+    if status.target is not None:
+        document["target"] = status.target.value
+        document["drain_started"] = format_time(status.drain_started)
+        document["deadline"] = format_time(status.deadline)
+    return document
