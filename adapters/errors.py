@@ -76,6 +76,14 @@ def refusal_description(refused: Refused) -> str:
     )
 
 
+def _switch_in_progress(exc: SwitchInProgress) -> str:
+    state = exc.state
+    return (
+        f"the operation is unavailable while the server is switching from {state.mode} "
+        f"to {state.target} mode (mode change; retry in {exc.retry_after}s)"
+    )
+
+
 def _invalid_mode(exc: InvalidMode) -> str:
     shown = json.dumps(exc.value, default=repr)
     return f'bad server mode {shown}: expected "production" or "maintenance"'
@@ -89,7 +97,7 @@ def _not_changed(exc: ServerModeError) -> str:
 EXCEPTION_PROBLEMS: tuple[tuple[type[ServerModeError], Problem, Callable[[Any], str]], ...] = (
     (InvalidMode, Problem.BAD_PARAMETER, _invalid_mode),
     (Refused, Problem.UNAVAILABLE_IN_MODE, refusal_description),
-    (SwitchInProgress, Problem.SWITCH_IN_PROGRESS, str),
+    (SwitchInProgress, Problem.SWITCH_IN_PROGRESS, _switch_in_progress),
     (ModeChangeFailed, Problem.MODE_NOT_CHANGED, _not_changed),
     (StoreError, Problem.STORE_UNAVAILABLE, _not_changed),
 )

@@ -87,16 +87,20 @@ class AdmissionPolicy:
 
 _STEADY = ("production", "maintenance")
 
-#: The Context Services preset (ARCHITECTURE.md, "The gate"). Draining states admit only
-#: ``server``: while a switch is under way every other web-service request gets 503.
+_ANY = [s.value for s in ALWAYS]
+
+#: The Context Services preset (ARCHITECTURE.md, "The gate"). While a switch is under way
+#: every web-service request gets 503. ``admin`` (the mode change itself) passes the gate in
+#: every state because the controller refuses a change during a drain itself: that refusal
+#: is audited as an attempt, which a refusal at the gate would not be.
 CONTEXT_SERVICES = AdmissionPolicy.from_table(
     {
         "profile": ["production"],
         "service": ["production"],
         "schema": ["maintenance"],
         "schema_read": _STEADY,
-        "admin": _STEADY,
-        "server": [s.value for s in ALWAYS],
+        "admin": _ANY,
+        "server": _ANY,
     },
     uncounted=["admin", "server"],
 )

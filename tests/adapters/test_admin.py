@@ -10,7 +10,11 @@ import httpx2
 import pytest
 from servermode.adapters.admin import admin_app
 from servermode.adapters.auth import TokenAuth
+from servermode.adapters.bootstrap import build_service
+from servermode.adapters.settings import Settings
+from servermode.adapters.stores import MEMORY
 from servermode.core import InMemoryStore, ModeController, PersistedState, TransitionRecord
+from structlog.testing import capture_logs
 
 from .helpers import assert_documented, serving
 
@@ -248,6 +252,29 @@ class TestSwitchFailures:
         assert response.status_code == 503
         assert 1 <= int(response.headers["retry-after"]) <= 5
         assert (error["title"], error["code"]) == ("mode switch in progress", 5031)
+
+    def test_switch_refused_behind_the_gate_is_audited(self) -> None:
+        """Through the whole service, a change asked for during a drain is refused and audited."""
+
+        async def scenario() -> httpx2.Response:
+            service = build_service(Settings(state=MEMORY, drain_timeout=5))
+            await service.controller.start()
+            ticket = service.controller.admit("profile")
+            first = asyncio.create_task(service.controller.set_mode("maintenance"))
+            await asyncio.sleep(0.01)
+            response = await _drive(service.app, {"mode": "production"})
+            ticket.release()
+            await first
+            return response
+
+        with capture_logs() as logs:
+            response = asyncio.run(scenario())
+        assert response.status_code == 503
+        assert response.json()["code"] == 5031
+        refused = [e for e in logs if e.get("outcome") == "refused"]
+        assert [(e["target_mode"], e["client"]) for e in refused] == [
+            ("production", "127.0.0.1:123")
+        ]
 
     def test_rollback_on_timeout_is_503_mode_not_changed(self) -> None:
         """Under the rollback policy a drain that times out answers 503: the mode did not change."""

@@ -73,7 +73,7 @@ class TestAdmission:
         }
 
     def test_refusal_while_switching_says_so(self) -> None:
-        """While draining, even an admin request is refused, saying a switch is under way."""
+        """While draining, requests of both modes are refused, saying a switch is under way."""
 
         async def scenario() -> tuple[Peer, Peer]:
             controller = await started(ModeController(drain_timeout=5))
@@ -81,15 +81,15 @@ class TestAdmission:
             ticket = controller.admit("profile")
             switch = asyncio.create_task(controller.set_mode("maintenance"))
             await asyncio.sleep(0.01)
-            admin, schema = Peer(REQUEST), Peer(REQUEST)
-            await gate(http_scope("POST", "/server/mode"), admin.receive, admin.send)
+            profile, schema = Peer(REQUEST), Peer(REQUEST)
+            await gate(http_scope("GET", "/profiles/1"), profile.receive, profile.send)
             await gate(http_scope("POST", "/metadata/x"), schema.receive, schema.send)
             ticket.release()
             await switch
-            return admin, schema
+            return profile, schema
 
-        admin, schema = run(scenario())
-        for peer in (admin, schema):
+        profile, schema = run(scenario())
+        for peer in (profile, schema):
             assert peer.status == 503
             assert 1 <= int(peer.headers["retry-after"]) <= 5
             assert (

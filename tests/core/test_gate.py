@@ -133,7 +133,7 @@ class TestDrain:
         """Once a drain begins, nothing counted is admitted, so nothing can delay it."""
         g = gate()
         g.begin_drain(TO_M, 1e9, lambda: None)
-        for category in ("profile", "service", "schema", "schema_read", "admin"):
+        for category in ("profile", "service", "schema", "schema_read"):
             with pytest.raises(Refused):
                 g.admit(category)
         g.admit("server")

@@ -14,7 +14,7 @@ PRESET = {
     "service": {P},
     "schema": {M},
     "schema_read": {P, M},
-    "admin": {P, M},
+    "admin": {P, M, TO_M, TO_P},  # the controller refuses changes while draining, audited
     "server": {P, M, TO_M, TO_P},
 }
 
