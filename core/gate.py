@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Literal
 
 from .errors import Refused, UnknownCategory
 from .modes import State
@@ -36,13 +37,16 @@ class Ticket:
     Usable as ``with gate.admit(c):`` and ``async with gate.admit(c):``.
     """
 
-    __slots__ = ("_counter", "_gate", "category", "released")
+    __slots__ = ("_counter", "_gate", "category")
 
     def __init__(self, gate: Gate | None, counter: _Counter | None, category: str) -> None:
-        self._gate = gate
+        self._gate = gate  # None once released: one field is both the link and the flag
         self._counter = counter
         self.category = category
-        self.released = gate is None
+
+    @property
+    def released(self) -> bool:
+        return self._gate is None
 
     def release(self) -> None:
         gate = self._gate
@@ -50,9 +54,9 @@ class Ticket:
             return
         callback: DrainedCallback | None = None
         with gate._lock:
-            if self.released:
+            if self._gate is None:
                 return
-            self.released = True
+            self._gate = None
             self._counter.n -= 1  # type: ignore[union-attr]
             gate._total -= 1
             if gate._total == 0 and gate._on_drained is not None:
@@ -99,9 +103,18 @@ class Gate:
         self._counters = {name: _Counter() for name in policy.counted_categories}
         # Uncounted categories share one pre-released ticket each: no allocation, nothing to drain.
         self._free = {name: Ticket(None, None, name) for name in policy.categories}
+        # Per state, one lookup decides admission: a counted category maps to its counter, an
+        # uncounted one to False; a refused category is absent.
+        self._admitting: dict[State, dict[str, _Counter | Literal[False]]] = {
+            s: {
+                name: self._counters[name] if counted else False
+                for name, counted in policy.admitted(s).items()
+            }
+            for s in State
+        }
         self._total = 0
         self._state = state
-        self._admitted = policy.admitted(state)
+        self._admitted = self._admitting[state]
         self._deadline: float | None = None
         self._on_drained: DrainedCallback | None = None
 
@@ -125,14 +138,15 @@ class Gate:
         request is either counted before a drain begins (and then waited for) or refused.
         """
         with self._lock:
-            counted = self._admitted.get(category)
-            if counted:
-                counter = self._counters[category]
+            counter = self._admitted.get(category)
+            if counter:
                 counter.n += 1
                 self._total += 1
-                return Ticket(self, counter, category)
-            if counted is None:
+            elif counter is None:
                 raise self._refusal(category)
+        # The ticket is built outside the lock: the count is what the lock protects.
+        if counter:
+            return Ticket(self, counter, category)
         return self._free[category]
 
     def _refusal(self, category: str) -> Exception:
@@ -180,4 +194,4 @@ class Gate:
 
     def _set(self, state: State) -> None:
         self._state = state
-        self._admitted = self.policy.admitted(state)
+        self._admitted = self._admitting[state]
