@@ -21,9 +21,11 @@ serve: $(STAMP)
 
 test: lint typecheck pytest
 
+LINTED := $(wildcard core adapters tests bench)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check core adapters tests bench
-	$(VENV)/bin/ruff format --check core adapters tests bench
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 # mypy does not follow setuptools' editable finder: give it the installed layout as links.
 typecheck: $(STAMP)

@@ -208,7 +208,7 @@ class ModeController:
         if drain is not None and drain.task is not None:
             with contextlib.suppress(ServerModeError):
                 await asyncio.shield(drain.task)
-        self.store.close()
+        await self._io(self.store.close)
         self._started = False
 
     # -- changing mode ---------------------------------------------------------------------
@@ -326,6 +326,10 @@ class ModeController:
         except StoreError:
             self._machine.restore(drain.source)
             self._fail(drain)
+            # The saved intent would complete this switch at the next start; put the old
+            # state back on disk too if the store lets us (it may well fail again).
+            with contextlib.suppress(StoreError):
+                await self._save(PersistedState(drain.source, since=self._since))
             raise
         # The gate opens in the new state only once that state is saved.
         self.gate.set_state(state)

@@ -1,0 +1,66 @@
+"""The admission policy and the Context Services preset."""
+
+from __future__ import annotations
+
+import pytest
+from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, State, UnknownCategory
+
+P, M = State.PRODUCTION, State.MAINTENANCE
+TO_M, TO_P = State.DRAINING_TO_MAINTENANCE, State.DRAINING_TO_PRODUCTION
+
+# ARCHITECTURE.md, "The gate", written out state by state.
+PRESET = {
+    "profile": {P},
+    "service": {P},
+    "schema": {M},
+    "schema_read": {P, M},
+    "admin": {P, M},
+    "server": {P, M, TO_M, TO_P},
+}
+
+
+class TestContextServicesPreset:
+    @pytest.mark.parametrize("category", sorted(PRESET))
+    @pytest.mark.parametrize("state", list(State))
+    def test_preset_matches_the_architecture_table(self, category: str, state: State) -> None:
+        """Each category is admitted exactly in the states the architecture lists."""
+        assert CONTEXT_SERVICES.admits(state, category) is (state in PRESET[category])
+
+    def test_only_request_work_is_counted(self) -> None:
+        """Status and the mode switch itself are never drained."""
+        assert set(CONTEXT_SERVICES.counted_categories) == {
+            "profile",
+            "service",
+            "schema",
+            "schema_read",
+        }
+
+    def test_unknown_category_is_an_error(self) -> None:
+        """Asking about a category the policy does not know raises UnknownCategory."""
+        with pytest.raises(UnknownCategory, match="'billing'"):
+            CONTEXT_SERVICES.admits(P, "billing")
+
+
+class TestFromTable:
+    def test_builds_rules_from_state_names(self) -> None:
+        """A table of state names becomes a policy."""
+        policy = AdmissionPolicy.from_table({"read": ["production", "maintenance"], "ping": []})
+        assert policy.admits(M, "read")
+        assert not policy.admits(TO_M, "read")
+        assert not policy.admits(P, "ping")
+        assert policy.categories == ("read", "ping")
+
+    def test_uncounted_must_name_table_categories(self) -> None:
+        """A typo in the uncounted list is caught, not ignored."""
+        with pytest.raises(ValueError, match="billing"):
+            AdmissionPolicy.from_table({"read": ["production"]}, uncounted=["billing"])
+
+    def test_bad_state_name_is_refused(self) -> None:
+        """A state name that does not exist is refused."""
+        with pytest.raises(ValueError, match="prod"):
+            AdmissionPolicy.from_table({"read": ["prod"]})
+
+    def test_empty_policy_is_refused(self) -> None:
+        """A policy without categories would refuse everything silently."""
+        with pytest.raises(ValueError):
+            AdmissionPolicy({})
