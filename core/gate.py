@@ -22,6 +22,9 @@ from .policy import AdmissionPolicy
 __all__ = ["Gate", "Ticket"]
 
 DrainedCallback = Callable[[], None]
+# Tickets are built on the hot path without the Python-level __init__ call, a tenth of
+# admit + release (bench/admission.py).
+_new_ticket = object.__new__
 
 
 class _Counter:
@@ -29,6 +32,11 @@ class _Counter:
 
     def __init__(self) -> None:
         self.n = 0
+
+
+# What admit() finds for a category in a state: its counter (admitted, counted), False
+# (admitted, uncounted) or None (refused). Unknown categories are missing.
+Admission = dict[str, _Counter | Literal[False] | None]
 
 
 class Ticket:
@@ -52,17 +60,17 @@ class Ticket:
         gate = self._gate
         if gate is None:
             return
-        callback: DrainedCallback | None = None
         with gate._lock:
             if self._gate is None:
                 return
             self._gate = None
             self._counter.n -= 1  # type: ignore[union-attr]
             gate._total -= 1
-            if gate._total == 0 and gate._on_drained is not None:
-                callback, gate._on_drained = gate._on_drained, None
-        if callback is not None:
-            callback()
+            callback = gate._on_drained
+            if gate._total or callback is None:
+                return
+            gate._on_drained = None
+        callback()  # outside the lock: it may take locks of its own
 
     def __enter__(self) -> Ticket:
         return self
@@ -103,15 +111,8 @@ class Gate:
         self._counters = {name: _Counter() for name in policy.counted_categories}
         # Uncounted categories share one pre-released ticket each: no allocation, nothing to drain.
         self._free = {name: Ticket(None, None, name) for name in policy.categories}
-        # Per state, one lookup decides admission: a counted category maps to its counter, an
-        # uncounted one to False; a refused category is absent.
-        self._admitting: dict[State, dict[str, _Counter | Literal[False]]] = {
-            s: {
-                name: self._counters[name] if counted else False
-                for name, counted in policy.admitted(s).items()
-            }
-            for s in State
-        }
+        # Per state, one lookup decides admission.
+        self._admitting = {s: self._admission(policy.admitted(s)) for s in State}
         self._total = 0
         self._state = state
         self._admitted = self._admitting[state]
@@ -138,7 +139,10 @@ class Gate:
         request is either counted before a drain begins (and then waited for) or refused.
         """
         with self._lock:
-            counter = self._admitted.get(category)
+            try:  # a subscript, not dict.get: cheaper, and only unknown categories miss
+                counter = self._admitted[category]
+            except KeyError:
+                counter = None
             if counter:
                 counter.n += 1
                 self._total += 1
@@ -146,8 +150,18 @@ class Gate:
                 raise self._refusal(category)
         # The ticket is built outside the lock: the count is what the lock protects.
         if counter:
-            return Ticket(self, counter, category)
+            ticket = _new_ticket(Ticket)
+            ticket._gate = self
+            ticket._counter = counter
+            ticket.category = category
+            return ticket
         return self._free[category]
+
+    def _admission(self, admitted: dict[str, bool]) -> Admission:
+        return {
+            name: (self._counters[name] if admitted[name] else False) if name in admitted else None
+            for name in self.policy.categories
+        }
 
     def _refusal(self, category: str) -> Exception:
         if category not in self.policy:
