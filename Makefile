@@ -33,6 +33,7 @@ typecheck: $(STAMP)
 	ln -s ../../../core build/typed/servermode/core
 	ln -s ../../../adapters build/typed/servermode/adapters
 	cd build/typed && MYPYPATH=. ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p servermode.core -p servermode.adapters
+	MYPYPATH=build/typed $(VENV)/bin/mypy --config-file pyproject.toml -p bench
 
 pytest: $(STAMP)
 	$(PY) -m pytest
@@ -41,6 +42,13 @@ diagrams: $(STAMP)
 	$(PY) -c "from servermode.core.diagram import write; write('diagrams')"
 	command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz)
 	dot -Tsvg diagrams/server_mode.dot -o diagrams/server_mode.svg
+
+# Benchmarks (not part of `make test`; tests/bench runs each with --quick): every script
+# prints its figures against a baseline from the same run and writes them to bench/results.
+BENCHES := admission switch_latency scale
+
+bench: $(STAMP)
+	for b in $(BENCHES); do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -85,10 +85,11 @@ class _Drain:
     started_at: datetime
     deadline: float
     deadline_at: datetime
-    drained: asyncio.Future[None]
-    cancelled: asyncio.Future[_Context]
+    ended: asyncio.Future[None]  # resolved by the first of: drained, cancelled, timed out
     in_flight: dict[str, int] = field(default_factory=dict)
     task: asyncio.Task[TransitionRecord] | None = None
+    drained: bool = False
+    cancelled: _Context | None = None  # who asked to cancel, once someone has
 
 
 class ModeController:
@@ -258,8 +259,9 @@ class ModeController:
         drain = self._drain
         if drain is None or drain.task is None:
             return None
-        if not drain.cancelled.done():
-            drain.cancelled.set_result(_Context(actor=actor, reason=reason))
+        if drain.cancelled is None:
+            drain.cancelled = _Context(actor=actor, reason=reason)
+            _end(drain.ended)
         try:
             return await asyncio.shield(drain.task)
         except (ModeChangeCancelled, ModeChangeRolledBack) as failed:
@@ -279,13 +281,10 @@ class ModeController:
             started_at=started_at,
             deadline=started + self.drain_timeout,
             deadline_at=started_at + timedelta(seconds=self.drain_timeout),
-            drained=loop.create_future(),
-            cancelled=loop.create_future(),
+            ended=loop.create_future(),
         )
         self._drain = drain
-        drain.in_flight = self.gate.begin_drain(
-            state, drain.deadline, _resolver(loop, drain.drained)
-        )
+        drain.in_flight = self.gate.begin_drain(state, drain.deadline, _resolver(loop, drain))
         return drain
 
     async def _switch(self, drain: _Drain) -> TransitionRecord:
@@ -299,7 +298,8 @@ class ModeController:
         trigger = await self._wait(drain)
         context = drain.context
         if trigger is Trigger.CANCEL:
-            asked = drain.cancelled.result()
+            asked = drain.cancelled
+            assert asked is not None
             context = _Context(
                 asked.actor or context.actor, context.client, context.request_id, asked.reason
             )
@@ -349,12 +349,18 @@ class ModeController:
         return record
 
     async def _wait(self, drain: _Drain) -> Trigger:
+        # One future that every way out resolves, awaited directly: the switch resumes one
+        # event-loop hop after the last release (asyncio.wait would add a second hop, and on a
+        # busy loop each hop waits behind everything queued before it).
         remaining = max(0.0, drain.deadline - time.monotonic())
-        waiters: set[asyncio.Future[Any]] = {drain.drained, drain.cancelled}
-        await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-        if drain.cancelled.done():
+        timer = asyncio.get_running_loop().call_later(remaining, _end, drain.ended)
+        try:
+            await drain.ended
+        finally:
+            timer.cancel()
+        if drain.cancelled is not None:
             return Trigger.CANCEL
-        if drain.drained.done():
+        if drain.drained:
             return Trigger.DRAINED
         return Trigger.DRAIN_TIMED_OUT
 
@@ -422,13 +428,18 @@ class ModeController:
             raise StoreError(f"store {type(self.store).__name__} failed: {exc}") from exc
 
 
-def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[], None]:
-    """A callback, safe from any thread, that resolves ``future`` on ``loop``."""
+def _end(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, drain: _Drain) -> Callable[[], None]:
+    """A callback, safe from any thread: marks ``drain`` drained and ends its wait, on ``loop``."""
     loop_thread = threading.get_ident()
 
     def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
+        drain.drained = True
+        _end(drain.ended)
 
     def drained() -> None:
         if threading.get_ident() == loop_thread:

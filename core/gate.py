@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Literal
 
 from .errors import Refused, UnknownCategory
 from .modes import State
@@ -21,6 +22,9 @@ from .policy import AdmissionPolicy
 __all__ = ["Gate", "Ticket"]
 
 DrainedCallback = Callable[[], None]
+# Tickets are built on the hot path without the Python-level __init__ call, a tenth of
+# admit + release (bench/admission.py).
+_new_ticket = object.__new__
 
 
 class _Counter:
@@ -30,35 +34,43 @@ class _Counter:
         self.n = 0
 
 
+# What admit() finds for a category in a state: its counter (admitted, counted), False
+# (admitted, uncounted) or None (refused). Unknown categories are missing.
+Admission = dict[str, _Counter | Literal[False] | None]
+
+
 class Ticket:
     """Proof of admission. Release it exactly once; releasing again does nothing.
 
     Usable as ``with gate.admit(c):`` and ``async with gate.admit(c):``.
     """
 
-    __slots__ = ("_counter", "_gate", "category", "released")
+    __slots__ = ("_counter", "_gate", "category")
 
     def __init__(self, gate: Gate | None, counter: _Counter | None, category: str) -> None:
-        self._gate = gate
+        self._gate = gate  # None once released: one field is both the link and the flag
         self._counter = counter
         self.category = category
-        self.released = gate is None
+
+    @property
+    def released(self) -> bool:
+        return self._gate is None
 
     def release(self) -> None:
         gate = self._gate
         if gate is None:
             return
-        callback: DrainedCallback | None = None
         with gate._lock:
-            if self.released:
+            if self._gate is None:
                 return
-            self.released = True
+            self._gate = None
             self._counter.n -= 1  # type: ignore[union-attr]
             gate._total -= 1
-            if gate._total == 0 and gate._on_drained is not None:
-                callback, gate._on_drained = gate._on_drained, None
-        if callback is not None:
-            callback()
+            callback = gate._on_drained
+            if gate._total or callback is None:
+                return
+            gate._on_drained = None
+        callback()  # outside the lock: it may take locks of its own
 
     def __enter__(self) -> Ticket:
         return self
@@ -99,9 +111,11 @@ class Gate:
         self._counters = {name: _Counter() for name in policy.counted_categories}
         # Uncounted categories share one pre-released ticket each: no allocation, nothing to drain.
         self._free = {name: Ticket(None, None, name) for name in policy.categories}
+        # Per state, one lookup decides admission.
+        self._admitting = {s: self._admission(policy.admitted(s)) for s in State}
         self._total = 0
         self._state = state
-        self._admitted = policy.admitted(state)
+        self._admitted = self._admitting[state]
         self._deadline: float | None = None
         self._on_drained: DrainedCallback | None = None
 
@@ -125,15 +139,29 @@ class Gate:
         request is either counted before a drain begins (and then waited for) or refused.
         """
         with self._lock:
-            counted = self._admitted.get(category)
-            if counted:
-                counter = self._counters[category]
+            try:  # a subscript, not dict.get: cheaper, and only unknown categories miss
+                counter = self._admitted[category]
+            except KeyError:
+                counter = None
+            if counter:
                 counter.n += 1
                 self._total += 1
-                return Ticket(self, counter, category)
-            if counted is None:
+            elif counter is None:
                 raise self._refusal(category)
+        # The ticket is built outside the lock: the count is what the lock protects.
+        if counter:
+            ticket = _new_ticket(Ticket)
+            ticket._gate = self
+            ticket._counter = counter
+            ticket.category = category
+            return ticket
         return self._free[category]
+
+    def _admission(self, admitted: dict[str, bool]) -> Admission:
+        return {
+            name: (self._counters[name] if admitted[name] else False) if name in admitted else None
+            for name in self.policy.categories
+        }
 
     def _refusal(self, category: str) -> Exception:
         if category not in self.policy:
@@ -180,4 +208,4 @@ class Gate:
 
     def _set(self, state: State) -> None:
         self._state = state
-        self._admitted = self.policy.admitted(state)
+        self._admitted = self._admitting[state]

@@ -1,0 +1,60 @@
+"""Every benchmark script runs end to end with tiny counts, so that none of them can rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# script -> the checks it must report (the issue's targets it measures)
+SCRIPTS = {
+    "admission": {"gate / bare counter, 1 thread", "gate / bare counter, 2 threads"},
+    "switch_latency": {
+        "p99 release -> new mode in force, loop thread",
+        "p99 release -> new mode in force, other thread",
+    },
+    "scale": {
+        "worst last release -> new mode in force, quiet loop",
+        "worst switch's own share, requests awaited",
+        "extra memory per in-flight request (worst round)",
+    },
+}
+
+
+def run_quick(script: str, tmp_path: Path) -> dict[str, Any]:
+    out = tmp_path / f"{script}.json"
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{script}", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"== {script} (quick)" in done.stdout
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_script_reports_its_checks(script: str, tmp_path: Path) -> None:
+    """A quick run exits 0 and writes JSON naming the machine and every target it measures."""
+    result = run_quick(script, tmp_path)
+    assert (result["name"], result["quick"]) == (script, True)
+    assert result["machine"]["nproc"] >= 1
+    assert {check["name"] for check in result["checks"]} == SCRIPTS[script]
+    assert all(isinstance(v, float | int) for v in result["figures"].values())
+
+
+@pytest.mark.timeout(30)
+def test_scale_gate_memory_per_request_is_small(tmp_path: Path) -> None:
+    """The gate's extra memory per in-flight request is a ticket's worth, far under 1 KiB."""
+    figures = run_quick("scale", tmp_path)["figures"]
+    assert 0 < figures["extra bytes per request"] < 1024
