@@ -22,6 +22,10 @@ ANY_METHOD = "*"
 
 def normalise_path(path: str) -> str:
     """Resolve ``.`` and ``..`` segments and collapse repeated slashes; keep a trailing slash."""
+    if path.startswith("/") and "//" not in path and "/." not in path:
+        # No empty, "." or ".." segment can hide here: already normal (the common case, and
+        # this runs on every request).
+        return path
     segments: list[str] = []
     for segment in path.split("/"):
         if segment in ("", "."):
@@ -58,12 +62,27 @@ class RouteRule:
 class RouteRules:
     """An ordered list of :class:`RouteRule` and a default category."""
 
-    __slots__ = ("_compiled", "default", "rules")
+    __slots__ = ("_anywhere", "_by_segment", "_decided", "default", "rules")
 
     def __init__(self, rules: Sequence[RouteRule], default: str) -> None:
         self.rules = tuple(rules)
         self.default = default
-        self._compiled = tuple((rule.methods, rule.key, rule.category) for rule in self.rules)
+        # A rule can only match paths whose first segment is its own (or any path, for "/"):
+        # per first segment, the rules that may match, in their order. One lookup per request
+        # instead of a walk through every rule.
+        compiled = [(rule.methods, rule.key, rule.key + "/", rule.category) for rule in self.rules]
+        self._anywhere: tuple[_Compiled, ...] = tuple(r for r in compiled if r[1] == "/")
+        self._by_segment: dict[str, tuple[_Compiled, ...]] = {
+            first: tuple(r for r in compiled if r[1] == "/" or _first_segment(r[1]) == first)
+            for first in {_first_segment(r[1]) for r in compiled if r[1] != "/"}
+        }
+        # Where every candidate's prefix is one segment (or "/"), all of them match any path
+        # under that segment, so the method alone decides: a table per segment.
+        self._decided: dict[str, tuple[dict[str, str], str]] = {
+            first: _by_method(candidates, default)
+            for first, candidates in self._by_segment.items()
+            if all(prefix.count("/") == 1 for _, prefix, _, _ in candidates)
+        }
 
     @classmethod
     def from_table(cls, rows: Iterable[tuple[str, str, str]], *, default: str) -> RouteRules:
@@ -103,15 +122,43 @@ class RouteRules:
         """The category of a request; ``path`` must already be in normal form."""
         method = method.upper()
         path = path.lower()
-        for methods, prefix, category in self._compiled:
+        first = _first_segment(path)
+        decided = self._decided.get(first)
+        if decided is not None:
+            by_method, other = decided
+            return by_method.get(method, other)
+        candidates = self._by_segment.get(first, self._anywhere)
+        for methods, prefix, under, category in candidates:
             if methods is not None and method not in methods:
                 continue
-            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+            if prefix == "/" or path == prefix or path.startswith(under):
                 return category
         return self.default
 
     def __repr__(self) -> str:
         return f"RouteRules({len(self.rules)} rules, default={self.default!r})"
+
+
+# (methods or None for any, prefix key, prefix key + "/", category)
+_Compiled = tuple[frozenset[str] | None, str, str, str]
+
+
+def _first_segment(path: str) -> str:
+    """``"/profiles/1"`` -> ``"profiles"``; ``"/"`` -> ``""``."""
+    return path[1:].partition("/")[0]
+
+
+def _by_method(candidates: Sequence[_Compiled], default: str) -> tuple[dict[str, str], str]:
+    """For rules that all match the path: the category per named method, and for the others."""
+    other = next((category for methods, _, _, category in candidates if methods is None), default)
+    named = {m for methods, _, _, _ in candidates if methods is not None for m in methods}
+    by_method = {
+        method: next(
+            (c for methods, _, _, c in candidates if methods is None or method in methods), default
+        )
+        for method in named
+    }
+    return by_method, other
 
 
 def _methods(spec: str) -> frozenset[str] | None:

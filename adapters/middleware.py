@@ -58,23 +58,22 @@ class GateMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        scope = _with_normal_path(scope)
         if kind == "http":
-            await self._http(scope, receive, send)
+            # HTTP first: this dispatch runs on every request.
+            await self._http(_with_normal_path(scope), receive, send)
+        elif kind == "websocket":
+            await self._websocket(_with_normal_path(scope), receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
         else:
-            await self._websocket(scope, receive, send)
+            await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats = self.stats
         stats.request()
         try:
-            await self._life.start()
+            if not self._life.started:
+                await self._life.start()
             ticket = self.controller.admit(self.rules.classify(scope["method"], scope["path"]))
         except ServerModeError as exc:  # refused, or the store could not load at first start
             problem, description, headers = problem_for_exception(exc)
@@ -84,11 +83,15 @@ class GateMiddleware:
             return
 
         async def send_counted(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 stats.response(message["status"])
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await send(message)
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                await send(message)
                 ticket.release()
+            else:
+                await send(message)
 
         try:
             await self.app(scope, receive, send_counted)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from weakref import WeakKeyDictionary
 
 from servermode.core import ModeController
@@ -17,18 +18,26 @@ class RequestStats:
     Updated by the gate middleware from one event loop; reads are plain attribute reads.
     """
 
-    __slots__ = ("client_errors", "last_request", "requests", "server_errors", "started")
+    __slots__ = ("_last_request", "client_errors", "requests", "server_errors", "started")
 
     def __init__(self) -> None:
         self.started: datetime = utc_now()
-        self.last_request: datetime | None = None
+        self._last_request: float | None = None
         self.requests = 0
         self.client_errors = 0
         self.server_errors = 0
 
     def request(self) -> None:
         self.requests += 1
-        self.last_request = utc_now()
+        # A POSIX timestamp, made a datetime only when read: this runs on every request,
+        # and datetime.now(UTC) costs several times time.time().
+        self._last_request = time.time()
+
+    @property
+    def last_request(self) -> datetime | None:
+        """When the last request arrived (UTC), None before the first."""
+        at = self._last_request
+        return None if at is None else datetime.fromtimestamp(at, UTC)
 
     def response(self, status: int) -> None:
         if 400 <= status < 500:

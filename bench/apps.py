@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from servermode.adapters.classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
 from servermode.adapters.errors import problem_for_exception, problem_response
 from servermode.adapters.middleware import GateMiddleware
-from servermode.adapters.types import ASGIApp, Message
+from servermode.adapters.types import ASGIApp, Message, Receive, Scope, Send
 from servermode.core import AuditLog, InMemoryStore, ModeController, Refused
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -32,7 +32,9 @@ from starlette.routing import Route
 
 __all__ = [
     "PROFILE_PATH",
+    "AdmitOnly",
     "BaseHTTPGate",
+    "PassThrough",
     "asgi_lifespan",
     "bare_app",
     "bare_server",
@@ -63,6 +65,36 @@ def controller(audit: AuditLog | None = None) -> ModeController:
 
 def gated_app(controller: ModeController) -> GateMiddleware:
     return GateMiddleware(bare_app(), controller)
+
+
+class PassThrough:
+    """A pure ASGI middleware that does nothing: the price of one layer more."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class AdmitOnly:
+    """One layer that admits ``category`` and releases when the app returns: the gate's floor.
+
+    Nothing else of the gate (no classification, no path check, no counters, no send wrapper);
+    the controller must be started by whoever uses it.
+    """
+
+    def __init__(self, app: ASGIApp, controller: ModeController, category: str) -> None:
+        self.app = app
+        self.controller = controller
+        self.category = category
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ticket = self.controller.admit(self.category)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ticket.release()
 
 
 class BaseHTTPGate(BaseHTTPMiddleware):
@@ -196,9 +228,12 @@ async def asgi_lifespan(app: ASGIApp) -> AsyncIterator[None]:
 
 
 @contextlib.contextmanager
-def started_loop(*apps: ASGIApp) -> Iterator[asyncio.AbstractEventLoop]:
+def started_loop(
+    *apps: ASGIApp, controllers: Iterable[ModeController] = ()
+) -> Iterator[asyncio.AbstractEventLoop]:
     """An event loop on which ``apps`` have completed their lifespan startup.
 
+    ``controllers`` (used without a lifespan) are started and closed on it as well.
     The benchmark drives its rounds with ``loop.run_until_complete`` (the harness is
     synchronous); the lifespans wait in the background and shut down on exit.
     """
@@ -207,6 +242,9 @@ def started_loop(*apps: ASGIApp) -> Iterator[asyncio.AbstractEventLoop]:
     try:
         for app in apps:
             loop.run_until_complete(stack.enter_async_context(asgi_lifespan(app)))
+        for started in controllers:
+            loop.run_until_complete(started.start())
+            stack.push_async_callback(started.close)
         yield loop
     finally:
         loop.run_until_complete(stack.aclose())

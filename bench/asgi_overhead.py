@@ -18,6 +18,8 @@ from servermode.adapters.types import ASGIApp
 
 from .apps import (
     PROFILE_PATH,
+    AdmitOnly,
+    PassThrough,
     bare_app,
     basehttp_app,
     controller,
@@ -38,12 +40,17 @@ def measure(options: Options) -> Report:
         "asgi_overhead", options.quick, {"requests_per_round": requests, "rounds": rounds}
     )
     with quiet_audit() as audit:
+        floor = controller(audit)
         apps: dict[str, ASGIApp] = {
             "bare": bare_app(),
             "GateMiddleware": gated_app(controller(audit)),
             "BaseHTTPMiddleware gate": basehttp_app(controller(audit)),
+            # What the gate's cost is made of: one layer, then one layer that admits.
+            "pass-through layer": PassThrough(bare_app()),
+            "admit + release layer": AdmitOnly(bare_app(), floor, "profile"),
         }
-        with started_loop(apps["GateMiddleware"], apps["BaseHTTPMiddleware gate"]) as loop:
+        lifespans = (apps["GateMiddleware"], apps["BaseHTTPMiddleware gate"])
+        with started_loop(*lifespans, controllers=(floor,)) as loop:
             cases = {name: _round(loop, app, requests) for name, app in apps.items()}
             samples = interleaved(cases, rounds, warmup=2)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from servermode.adapters.classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
 from servermode.core import CONTEXT_SERVICES
 
@@ -119,3 +121,61 @@ class TestRulesAsData:
         rules = RouteRules.from_table([("*", "/x", "reports")], default="billing")
         with pytest.raises(ValueError, match=r"\['billing', 'reports'\]"):
             rules.check(CONTEXT_SERVICES)
+
+
+def _reference_normal(path: str) -> str:
+    """The normal form by the definition: resolve every segment (no shortcut)."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    normal = "/" + "/".join(segments)
+    return normal + "/" if segments and path.endswith(("/", "/.", "/..")) else normal
+
+
+def _reference_classify(rules: RouteRules, method: str, path: str) -> str:
+    """The first rule in order whose methods and whole-segment prefix match, by definition."""
+    method, path = method.upper(), path.lower()
+    for rule in rules.rules:
+        if rule.methods is not None and method not in rule.methods:
+            continue
+        if rule.key == "/" or path == rule.key or path.startswith(rule.key + "/"):
+            return rule.category
+    return rules.default
+
+
+_SEGMENTS = st.sampled_from(["a", "b", "ab", "A", ".", "..", "", "x.y"])
+_PATHS = st.lists(_SEGMENTS, max_size=5).map(lambda parts: "/" + "/".join(parts))
+_PREFIXES = st.lists(st.sampled_from(["a", "b", "ab"]), max_size=3).map(
+    lambda parts: "/" + "/".join(parts)
+)
+_METHOD_SPECS = st.sampled_from(["*", "GET", "POST", "GET HEAD", "PUT POST"])
+
+
+class TestLookupTables:
+    """Classification's precomputed tables and the normal-form shortcut change no answer."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(path=st.one_of(_PATHS, st.text(alphabet="/.ab", max_size=12)))
+    def test_normal_form_matches_the_definition(self, path: str) -> None:
+        """normalise_path (with its shortcut for normal paths) agrees with the full resolution."""
+        assert normalise_path(path) == _reference_normal(path)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        rows=st.lists(
+            st.tuples(_METHOD_SPECS, _PREFIXES, st.sampled_from(["p", "q", "r"])), max_size=6
+        ),
+        method=st.sampled_from(["GET", "post", "HEAD", "PUT", "DELETE"]),
+        path=_PATHS,
+    )
+    def test_classify_matches_a_linear_scan(
+        self, rows: list[tuple[str, str, str]], method: str, path: str
+    ) -> None:
+        """classify gives the category of the first matching rule, as a scan of all rules does."""
+        rules = RouteRules.from_table(rows, default="d")
+        normal = normalise_path(path)
+        assert rules.classify(method, normal) == _reference_classify(rules, method, normal)
