@@ -26,8 +26,10 @@ __all__ = [
     "Machine",
     "Options",
     "Report",
+    "argument_parser",
     "interleaved",
     "median",
+    "options_from",
     "paired_ratios",
     "parse_options",
     "percentile",
@@ -235,11 +237,20 @@ class Options:
     json: Path | None
 
 
-def parse_options(description: str, argv: Sequence[str] | None = None) -> Options:
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """The options every script takes (``--quick``, ``--json``); a script may add its own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--quick", action="store_true", help="tiny counts: checks the script runs, not the figures"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> Options:
     return Options(quick=args.quick, json=args.json)
+
+
+def parse_options(description: str, argv: Sequence[str] | None = None) -> Options:
+    parser = argument_parser(description)
+    return options_from(parser.parse_args(sys.argv[1:] if argv is None else argv))
