@@ -45,9 +45,11 @@ diagrams: $(STAMP)
 
 # Benchmarks (not part of `make test`; tests/bench runs each with --quick): every script
 # prints its figures against a baseline from the same run and writes them to bench/results.
-BENCHES := admission switch_latency scale
+BENCHES := admission switch_latency scale asgi_overhead http_overhead status_throughput
 
+# The HTTP benchmarks load their servers with wrk when it is installed (an asyncio client otherwise).
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo 'wrk not installed: the asyncio load generator is used'
 	for b in $(BENCHES); do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
 
 clean:

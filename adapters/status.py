@@ -9,12 +9,21 @@ memory figures (KB) are read from the process itself (``/proc/self/status`` on L
 - ``free_memory``: the rest of the resident set (file-backed pages the kernel can reclaim).
 
 Elsewhere ``resource.getrusage`` gives the peak, used for all but ``free_memory``.
+
+The memory figures are read at most once per :data:`MEMORY_MAX_AGE` second and reused in
+between: reading ``/proc`` costs several times the rest of the document, and a status poller
+under load would otherwise spend most of each request there (``bench/status_throughput.py``).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import resource
 import sys
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,17 +34,25 @@ from servermode.core.records import utc_now
 
 from .stats import RequestStats
 
-__all__ = ["format_time", "process_memory_kb", "status_document"]
+__all__ = ["MEMORY_MAX_AGE", "MemoryFigures", "format_time", "process_memory_kb", "status_document"]
 
 PROC_STATUS = Path("/proc/self/status")
+#: Seconds the status document reuses the process's memory figures before reading them again.
+MEMORY_MAX_AGE = 1.0
 
 
 def format_time(moment: datetime | None) -> str | None:
     """``yyyy-MM-ddTHH:mm:ss.SSSZ`` in UTC, as Context Services writes times."""
     if moment is None:
         return None
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+    return _format_utc(moment)
+
+
+@functools.lru_cache(maxsize=32)
+def _format_utc(moment: datetime) -> str:
+    # Cached: a status document formats the same start and "since" times on every request.
+    # "milliseconds" truncates, as Context Services does.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _servermode_version() -> str:
@@ -65,6 +82,35 @@ def process_memory_kb(proc_status: Path = PROC_STATUS) -> dict[str, int]:
     return {"max_memory": peak, "allocated_memory": peak, "free_memory": 0, "used_memory": peak}
 
 
+class MemoryFigures:
+    """:func:`process_memory_kb`, read again only when the last reading is ``max_age`` old."""
+
+    def __init__(
+        self,
+        max_age: float = MEMORY_MAX_AGE,
+        read: Callable[[], dict[str, int]] = process_memory_kb,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age = max_age
+        self._read = read
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._figures: dict[str, int] = {}
+        self._read_at = -math.inf
+
+    def __call__(self) -> dict[str, int]:
+        now = self._clock()
+        if now - self._read_at >= self.max_age:
+            with self._lock:
+                if now - self._read_at >= self.max_age:
+                    self._figures = self._read()
+                    self._read_at = now
+        return self._figures
+
+
+_memory = MemoryFigures()
+
+
 def _read_proc_status(path: Path) -> dict[str, int]:
     try:
         text = path.read_text()
@@ -88,7 +134,7 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         "mode": status.mode.value,
         "started": format_time(stats.started),
         "last_request": format_time(stats.last_request),
-        **process_memory_kb(),
+        **_memory(),
         "request_today": stats.requests,
         "client_errors_today": stats.client_errors,
         "server_errors_today": stats.server_errors,

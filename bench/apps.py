@@ -18,20 +18,27 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
+from servermode.adapters.bootstrap import Service, build_service
 from servermode.adapters.classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
-from servermode.adapters.errors import problem_for_exception, problem_response
+from servermode.adapters.errors import ERROR_HANDLERS, problem_for_exception, problem_response
 from servermode.adapters.middleware import GateMiddleware
+from servermode.adapters.settings import Settings
+from servermode.adapters.stats import RequestStats
+from servermode.adapters.status import status_document
+from servermode.adapters.stores import MEMORY
 from servermode.adapters.types import ASGIApp, Message, Receive, Scope, Send
 from servermode.core import AuditLog, InMemoryStore, ModeController, Refused
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 __all__ = [
     "PROFILE_PATH",
+    "STATIC_JSON_PATH",
+    "STATUS_PATH",
     "AdmitOnly",
     "BaseHTTPGate",
     "PassThrough",
@@ -45,6 +52,8 @@ __all__ = [
     "http_scope",
     "request_loop",
     "started_loop",
+    "status_server",
+    "status_service",
 ]
 
 PROFILE_PATH = "/profiles/1"
@@ -150,6 +159,33 @@ def gated_server() -> ASGIApp:
     return gated_app(controller())
 
 
+# -- the status document against a JSON document of the same size ---------------------------
+
+STATUS_PATH = "/server/status"
+#: Under ``/health``: the same category as the status route (``server``, not counted).
+STATIC_JSON_PATH = "/health/static"
+
+
+def status_service() -> Service:
+    """The composed service (gate, admin routes) over an app with one static JSON route.
+
+    That route answers a status document taken once, at start: same keys, same size, same
+    headers; the status route computes its document on every request.
+    """
+    document = status_document(ModeController(), RequestStats())
+    document["last_request"] = document["system_time"]  # non-null, as under load
+
+    async def static(request: Request) -> Response:
+        return JSONResponse(document, headers={"Cache-Control": "no-store"})
+
+    app = Starlette(routes=[Route(STATIC_JSON_PATH, static)], exception_handlers=ERROR_HANDLERS)
+    return build_service(Settings(state=MEMORY), app=app)
+
+
+def status_server() -> ASGIApp:
+    return status_service().app
+
+
 # -- calling an app without sockets ------------------------------------------------------------
 
 
@@ -213,8 +249,11 @@ async def asgi_lifespan(app: ASGIApp) -> AsyncIterator[None]:
     async def send(message: Message) -> None:
         await outgoing.put(message)
 
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    task = asyncio.create_task(app(scope, incoming.get, send))
+    async def run() -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        await app(scope, incoming.get, send)
+
+    task = asyncio.create_task(run())
     await incoming.put({"type": "lifespan.startup"})
     started = await outgoing.get()
     if started["type"] != "lifespan.startup.complete":

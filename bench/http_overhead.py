@@ -30,7 +30,7 @@ CONNECTIONS = 16
 
 def measure(options: Options, generator_choice: str = "auto") -> Report:
     generator = load_generator(generator_choice)
-    seconds, rounds, warmup = (0.5, 1, 0) if options.quick else (5.0, 12, 1)
+    seconds, rounds, warmup = (0.5, 1, 0) if options.quick else (2.0, 30, 1)
     if generator == "wrk":
         seconds = max(1.0, seconds)  # wrk's durations are whole seconds
     report = Report(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from servermode.adapters.status import format_time, process_memory_kb
+from servermode.adapters.status import MemoryFigures, format_time, process_memory_kb
 
 PROC = """Name:\tpython
 VmPeak:\t  300000 kB
@@ -49,3 +49,30 @@ def test_memory_of_this_process_is_real() -> None:
     figures = process_memory_kb()
     assert figures["allocated_memory"] >= figures["used_memory"] > 0
     assert figures["max_memory"] >= figures["allocated_memory"]
+
+
+class TestMemoryFigures:
+    """The status document's memory figures are reused for MEMORY_MAX_AGE, then read again."""
+
+    def test_reads_again_only_when_the_last_reading_is_old(self) -> None:
+        """Within max_age the last reading is reused; at max_age the figures are read anew."""
+        now = [100.0]
+        reads: list[float] = []
+
+        def read() -> dict[str, int]:
+            reads.append(now[0])
+            return {"max_memory": len(reads)}
+
+        figures = MemoryFigures(max_age=1.0, read=read, clock=lambda: now[0])
+        assert figures() == {"max_memory": 1}
+        now[0] = 100.9
+        assert figures() == {"max_memory": 1}
+        now[0] = 101.0
+        assert figures() == {"max_memory": 2}
+        assert reads == [100.0, 101.0]
+
+
+def test_format_time_converts_other_zones_to_utc() -> None:
+    """An aware time in another zone is written in UTC, milliseconds truncated."""
+    moment = datetime(2024, 5, 1, 14, 3, 9, 123999, tzinfo=timezone(timedelta(hours=2)))
+    assert format_time(moment) == "2024-05-01T12:03:09.123Z"
