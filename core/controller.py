@@ -152,9 +152,10 @@ class ModeController:
 
     def status(self) -> ModeStatus:
         drain = self._drain
+        state = self.state
         return ModeStatus(
-            mode=self.mode,
-            state=self.state,
+            mode=state.mode,
+            state=state,
             since=self._since,
             in_flight=self.gate.in_flight(),
             drain_timeout=self.drain_timeout,

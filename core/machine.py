@@ -53,6 +53,8 @@ class Transition:
         return kwargs
 
 
+_STATE_OF: dict[str, State] = {s.value: s for s in State}
+
 _P, _M = State.PRODUCTION, State.MAINTENANCE
 _TO_M, _TO_P = State.DRAINING_TO_MAINTENANCE, State.DRAINING_TO_PRODUCTION
 
@@ -97,7 +99,8 @@ class ModeMachine:
 
     @property
     def current(self) -> State:
-        return State(self.state)
+        # A dict lookup, not State(...): status pages read this on every request.
+        return _STATE_OF[self.state]
 
     def forces_on_timeout(self) -> bool:
         return self.timeout_policy is TimeoutPolicy.FORCE
