@@ -8,6 +8,7 @@ middleware, which starts it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from .stats import RequestStats, stats_for
 from .status import status_document
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_BODY",
     "HISTORY_LIMITS",
     "AdminRoutes",
@@ -36,6 +38,8 @@ __all__ = [
 
 #: The largest ``POST /server/mode`` body read (bytes): the real one is about 25.
 DEFAULT_MAX_BODY = 1024
+#: Seconds a client may take to send the whole mode request body (slow-loris bound).
+DEFAULT_BODY_TIMEOUT = 10.0
 #: Bounds of ``GET /server/transitions?limit=N`` and its default.
 HISTORY_LIMITS = (1, 500)
 HISTORY_DEFAULT = 50
@@ -65,6 +69,8 @@ class AdminRoutes:
         auth: bearer-token checks (default: everything open).
         stats: request counters for the status document (default: the controller's).
         max_body: the largest mode request body accepted, in bytes.
+        body_timeout: seconds the whole mode request body may take to arrive; a slower one
+            gets 408 (uvicorn bounds idle connections, not a body that trickles in).
     """
 
     def __init__(
@@ -74,11 +80,13 @@ class AdminRoutes:
         auth: TokenAuth | None = None,
         stats: RequestStats | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.controller = controller
         self.auth = auth if auth is not None else TokenAuth()
         self.stats = stats if stats is not None else stats_for(controller)
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -198,28 +206,29 @@ class AdminRoutes:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise too_large
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body:
-                raise too_large
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > self.max_body:
+                        raise too_large
+        except TimeoutError:
+            raise _BadRequest(
+                Problem.REQUEST_TIMEOUT,
+                f"the server mode request body did not arrive within {self.body_timeout:g}s",
+                {"Connection": "close"},
+            ) from None
         return bytes(body)
 
 
 def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
     """``{"mode": ..., "reason": ...}`` -> (mode name, reason); anything else is a 400."""
-    text = body.decode("utf-8", errors="replace")
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
-        raise _BadRequest(
-            Problem.BAD_PARAMETER,
-            f"bad server mode: the request body is not valid JSON: {_excerpt(text)}",
-        ) from None
+    data = _strict_json(body)
     if not isinstance(data, dict):
         raise _BadRequest(
             Problem.BAD_PARAMETER,
             f'bad server mode: expected a JSON object like {{"mode": "maintenance"}}, '
-            f"got {_excerpt(text)}",
+            f"got {_excerpt(body.decode())}",
         )
     if "mode" not in data:
         raise _BadRequest(
@@ -239,6 +248,44 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
             f"characters",
         )
     return mode.value, reason
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"mode": "production", "mode": "maintenance"} means one thing to a proxy that keeps the
+    # first key and another to json.loads, which keeps the last: refuse the ambiguity.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(f"duplicate key {json.dumps(key)}")
+        data[key] = value
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(body: bytes) -> Any:
+    """The body as JSON: UTF-8, no duplicate keys, no NaN/Infinity; deep nesting is a 400."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadRequest(
+            Problem.BAD_PARAMETER, "bad server mode: the request body is not UTF-8 text"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        raise _BadRequest(Problem.BAD_PARAMETER, f"bad server mode request: {exc}") from None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        raise _BadRequest(
+            Problem.BAD_PARAMETER,
+            f"bad server mode: the request body is not valid JSON: {_excerpt(text)}",
+        ) from None
 
 
 def _int_param(request: Request, name: str, low: int, high: int | None) -> int | None:
@@ -281,9 +328,12 @@ def admin_routes(
     auth: TokenAuth | None = None,
     stats: RequestStats | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> list[BaseRoute]:
     """The admin routes, to add to any Starlette (or FastAPI) application's routes."""
-    return AdminRoutes(controller, auth=auth, stats=stats, max_body=max_body).routes()
+    return AdminRoutes(
+        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+    ).routes()
 
 
 def admin_app(
@@ -292,7 +342,10 @@ def admin_app(
     auth: TokenAuth | None = None,
     stats: RequestStats | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> Starlette:
     """The admin routes as an application whose 404, 405 and 500 also use the error body."""
-    routes = admin_routes(controller, auth=auth, stats=stats, max_body=max_body)
+    routes = admin_routes(
+        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+    )
     return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)

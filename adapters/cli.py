@@ -94,6 +94,12 @@ def main() -> None:
     help=f"Seconds each demo request takes [{DEFAULTS.demo_delay:g}] {_env('demo_delay')}.",
 )
 @click.option(
+    "--body-timeout",
+    type=float,
+    help=f"Seconds a mode request body may take to arrive, else 408 "
+    f"[{DEFAULTS.body_timeout:g}] {_env('body_timeout')}.",
+)
+@click.option(
     "--admin-token-file",
     metavar="FILE",
     help=f"File holding the admin bearer token {_env('admin_token_file')}; "

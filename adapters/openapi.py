@@ -67,7 +67,11 @@ SCHEMAS: dict[str, Any] = {
                 "description": "production or maintenance, case-insensitive",
                 "examples": ["maintenance"],
             },
-            "reason": {"type": "string", "maxLength": 500, "description": "kept in the audit"},
+            "reason": {
+                "type": ["string", "null"],
+                "maxLength": 500,
+                "description": "kept in the audit (null: none)",
+            },
         },
     },
     "ModeChanged": {
@@ -202,6 +206,7 @@ PATHS: dict[str, Any] = {
                 "401": _error("no or wrong bearer token (when an admin token is configured)"),
                 "403": _error("the read token cannot change the mode"),
                 "405": _error("method not allowed"),
+                "408": _error("the body did not arrive within the body timeout"),
                 "413": _error("body over the size limit"),
                 "415": _error("body not JSON"),
                 "503": {
