@@ -15,7 +15,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from servermode.core import State
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 import pytest
@@ -48,10 +49,8 @@ async def _while_final_save_runs(store: SlowFinalSave) -> tuple[ModeController, 
     await asyncio.to_thread(store.entered.wait, 5)
     seen = [controller.state.value, controller.status().mode.value, controller.mode.value]
     store.release.set()
-    try:
+    with contextlib.suppress(StoreError):
         await switch
-    except StoreError:
-        pass
     return controller, seen
 
 
