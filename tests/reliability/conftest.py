@@ -1,0 +1,17 @@
+"""Figures of the reliability runs, added up over the session and printed at its end."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+#: requests sent, switches made, faults injected, fuzz cases run, lost (the goal: 0).
+FIGURES: Counter[str] = Counter()
+FIGURE_NAMES = ("requests sent", "switches made", "faults injected", "fuzz cases run", "lost")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        figures = ", ".join(f"{name} {FIGURES[name]}" for name in FIGURE_NAMES)
+        terminalreporter.write_line(f"reliability figures: {figures}")
