@@ -58,5 +58,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level, whatever an earlier server set
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
