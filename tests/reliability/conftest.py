@@ -6,9 +6,17 @@ from collections import Counter
 
 import pytest
 
-#: requests sent, switches made, faults injected, fuzz cases run, lost (the goal: 0).
+#: requests sent, switches made, faults injected, fuzz cases run, lost (the goal: 0), and the
+#: requests whose connection a kill of the service cut (in flight when it died: expected).
 FIGURES: Counter[str] = Counter()
-FIGURE_NAMES = ("requests sent", "switches made", "faults injected", "fuzz cases run", "lost")
+FIGURE_NAMES = (
+    "requests sent",
+    "switches made",
+    "faults injected",
+    "fuzz cases run",
+    "lost",
+    "cut by kills",
+)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
