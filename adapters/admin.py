@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from .auth import AuthError, Role, TokenAuth
 from .errors import ERROR_HANDLERS, Problem, problem_for_exception, problem_response
-from .openapi import OPENAPI
+from .openapi import MODE_PATTERN, OPENAPI
 from .stats import RequestStats, stats_for
 from .status import status_document
 
@@ -236,7 +237,11 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
             'missing server mode: expected {"mode": "production"} or {"mode": "maintenance"}',
         )
     try:
-        mode = parse_mode(data["mode"])
+        value = data["mode"]
+        # Exactly a mode name (any case): no spaces or control characters around it.
+        if isinstance(value, str) and not re.fullmatch(MODE_PATTERN, value):
+            raise InvalidMode(value)
+        mode = parse_mode(value)
     except InvalidMode as exc:
         problem, description, _ = problem_for_exception(exc)
         raise _BadRequest(problem, description) from None

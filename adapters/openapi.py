@@ -10,7 +10,18 @@ from typing import Any
 
 from .errors import Problem
 
-__all__ = ["OPENAPI", "response_schema"]
+__all__ = ["MODE_PATTERN", "OPENAPI", "response_schema"]
+
+
+def _any_case(*words: str) -> str:
+    """A pattern of ``words`` in any letter case (JSON Schema patterns have no ``(?i)``)."""
+    spelled = ("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
+    return "^(" + "|".join(spelled) + ")$"
+
+
+#: The mode a request may ask for: a mode name in any letter case, nothing around it. The
+#: admin route checks this very pattern, so the document and the route cannot disagree.
+MODE_PATTERN = _any_case("production", "maintenance")
 
 _MODE = {"type": "string", "enum": ["production", "maintenance"]}
 _STATE = {
@@ -64,6 +75,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "mode": {
                 "type": "string",
+                "pattern": MODE_PATTERN,
                 "description": "production or maintenance, case-insensitive",
                 "examples": ["maintenance"],
             },
