@@ -15,6 +15,7 @@ from typing import Any
 
 from servermode.core import InvalidMode, TimeoutPolicy, parse_mode
 
+from .logging import LOG_LEVELS
 from .stores import DEFAULT_STATE
 
 __all__ = [
@@ -142,6 +143,10 @@ def _validated(settings: Settings) -> Settings:
         settings = replace(settings, initial_mode=parse_mode(settings.initial_mode).value)
     except InvalidMode as exc:
         problems.append(f"initial mode must be production or maintenance, not {exc.value!r}")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        problems.append(
+            f"log level must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}"
+        )
     if settings.log_format not in LOG_FORMATS:
         problems.append(f"log format must be one of {', '.join(LOG_FORMATS)}")
     for name in ("admin_token", "read_token"):

@@ -61,7 +61,7 @@ BODIES: list[tuple[str, bytes, dict[str, str], int, int]] = [
     ("mode true", b'{"mode": true}', JSON, 400, 4020),
     ("mode NaN", b'{"mode": NaN}', JSON, 400, 4020),
     ("duplicate keys", b'{"mode": "production", "mode": "maintenance"}', JSON, 400, 4020),
-    ("cyrillic o", '{"mode": "maintenаnce"}'.encode(), JSON, 400, 4020),
+    ("cyrillic a", '{"mode": "mainten\u0430nce"}'.encode(), JSON, 400, 4020),
     ("dotted capital I", '{"mode": "MAİNTENANCE"}'.encode(), JSON, 400, 4020),
     ("right-to-left override", '{"mode": "\u202emaintenance"}'.encode(), JSON, 400, 4020),
     ("zero-width space", '{"mode": "main\u200btenance"}'.encode(), JSON, 400, 4020),
