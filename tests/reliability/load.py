@@ -43,14 +43,20 @@ def origin(state: State) -> State:
     return state.mode.state
 
 
-def ran_where_admitted(category: str, start: State, end: State) -> bool:
+def ran_where_admitted(category: str, start: State, end: State, *, straggler: bool = False) -> bool:
     """Whether a request that saw ``start`` then ``end`` ran only where it may.
 
     It was admitted in a steady state that admits its category; while it ran, a switch may
-    have begun (the drain of that state), but the switch cannot end before it does.
+    have begun (the drain of that state), but the switch cannot end before it does, unless
+    the drain timed out under ``force`` and the request is one of its counted stragglers.
     """
     admitted_in = origin(start)
-    return origin(end) is admitted_in and CONTEXT_SERVICES.admits(admitted_in, category)
+    if not CONTEXT_SERVICES.admits(admitted_in, category):
+        return False
+    if origin(end) is admitted_in:
+        return True
+    # Only the mode the forced switch led to, and no further (a later drain waits for it).
+    return straggler and not end.is_draining
 
 
 @dataclass

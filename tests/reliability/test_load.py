@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from servermode.core import CONTEXT_SERVICES, State
+
+from tests.e2e.servers import ThreadedService
 
 from .load import Tally, full_history, ran_where_admitted, run_load, settled_status
 from .service import ServiceProcess
@@ -83,3 +87,21 @@ P, DM, M, DP = (
 def test_admission_judge(category: str, start: State, end: State, allowed: bool) -> None:
     """The load test's judge accepts exactly the states a request of its category may run in."""
     assert ran_where_admitted(category, start, end) is allowed
+
+
+def test_only_a_forced_straggler_runs_into_the_next_mode() -> None:
+    """A request outliving a forced drain saw the new mode; it is recorded as a straggler."""
+    with ThreadedService(drain_timeout=0.2) as running, ThreadPoolExecutor(1) as pool:
+        client = running.client()
+        slow = pool.submit(client.get, "/profiles/1", params={"delay": 0.8})
+        time.sleep(0.2)
+        switch = client.post("/server/mode", json={"mode": "maintenance"})
+        answer = slow.result()
+        record = client.get("/server/transitions?limit=1").json()["transitions"][0]
+    seen = answer.json()["seen"]
+    start, end = State(seen["start"]), State(seen["end"])
+    assert switch.headers["servermode-outcome"] == "forced"
+    assert record["stragglers"] == {"profile": 1}
+    assert (start, end) == (State.PRODUCTION, State.MAINTENANCE)
+    assert not ran_where_admitted("profile", start, end)
+    assert ran_where_admitted("profile", start, end, straggler=True)
