@@ -33,6 +33,8 @@ __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULTS = Settings()
+#: Seconds a graceful stop waits beyond the drain timeout before it cancels requests.
+GRACE_MARGIN = 1
 
 
 def _env(name: str) -> str:
@@ -163,6 +165,10 @@ def serve(
         log_level=settings.log_level.lower(),
         lifespan="on",
         server_header=False,
+        # A stop (SIGTERM, Ctrl-C) gives running requests as long as a drain would, plus a
+        # moment to answer a switch that drained, then cancels them: a hung request must not
+        # keep the process alive forever (uvicorn waits without a bound by default).
+        timeout_graceful_shutdown=int(settings.drain_timeout) + GRACE_MARGIN,
     )
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+from servermode.adapters.cli import GRACE_MARGIN
 from servermode.adapters.sqlite_store import SQLiteStore
 from servermode.core import PersistedState
 
@@ -176,3 +178,25 @@ def test_soak_sigterm_mid_switch_under_load(tmp_path: Path) -> None:
     """20 SIGTERMs of a service under heavier load."""
     found = campaign(tmp_path, signal.SIGTERM, kills=20, clients=100, seed=50)
     assert found.recovered == 0
+
+
+@pytest.mark.timeout(30)
+def test_sigterm_does_not_wait_forever_for_a_hung_request(tmp_path: Path) -> None:
+    """A request that never ends delays a graceful stop by the drain timeout, not forever."""
+    args = ("--app", "tests.reliability.faulty_app:app", "--drain-timeout", "0.5")
+    service = ServiceProcess(tmp_path / "servermode.db", tmp_path / "service.log", *args)
+    service.start()
+    try:
+        with httpx2.Client(base_url=service.url, timeout=0.3) as client:
+            with pytest.raises(httpx2.TimeoutException):
+                client.get("/profiles/hang")
+            assert client.get("/server/status").json()["in_flight"]["profile"] == 1
+        started = time.monotonic()
+        service.signal(signal.SIGTERM)
+        service.wait(10)
+        took = time.monotonic() - started
+    finally:
+        service.stop()
+    FIGURES["faults injected"] += 2
+    assert took < 0.5 + GRACE_MARGIN + 1.5
+    assert "timeout graceful shutdown exceeded" in service.output()
