@@ -167,16 +167,16 @@ def test_sigterm_mid_switch_under_load(tmp_path: Path) -> None:
 @pytest.mark.soak
 @pytest.mark.timeout(900)
 def test_soak_sigkill_mid_switch_under_load(tmp_path: Path) -> None:
-    """100 SIGKILLs of a service under heavier load."""
-    found = campaign(tmp_path, signal.SIGKILL, kills=100, clients=100, seed=40)
+    """60 SIGKILLs of a service under heavier load."""
+    found = campaign(tmp_path, signal.SIGKILL, kills=60, clients=100, seed=40)
     assert found.recovered == found.mid_drain > 0
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(900)
 def test_soak_sigterm_mid_switch_under_load(tmp_path: Path) -> None:
-    """20 SIGTERMs of a service under heavier load."""
-    found = campaign(tmp_path, signal.SIGTERM, kills=20, clients=100, seed=50)
+    """10 SIGTERMs of a service under heavier load."""
+    found = campaign(tmp_path, signal.SIGTERM, kills=10, clients=100, seed=50)
     assert found.recovered == 0
 
 

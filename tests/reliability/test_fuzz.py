@@ -36,14 +36,16 @@ def _service_app(**overrides: Any) -> Any:
 
 
 # Invalid input is rejected by any documented 4xx (408 and 413 included); valid input may
-# also meet a documented 503 (a switch under way, or the mode refuses).
+# also meet a documented 503 (a switch under way, or the mode refuses) or 413.
 CONFIG = SchemathesisConfig.from_dict(
     {
         "checks": {
             "negative_data_rejection": {
                 "expected-statuses": ["400", "401", "403", "404", "405", "408", "413", "415"]
             },
-            "positive_data_acceptance": {"expected-statuses": ["2xx", "503"]},
+            # 413: a valid body with many extra keys can pass the 1 KiB cap, which JSON
+            # Schema cannot express; the answer is the documented 413 all the same.
+            "positive_data_acceptance": {"expected-statuses": ["2xx", "413", "503"]},
         }
     }
 )
@@ -109,7 +111,7 @@ def test_fuzz_guarded_service(case: Any) -> None:
 
 @pytest.mark.soak
 @open_schema.parametrize()
-@_fuzz_settings(600)
+@_fuzz_settings(1200)
 def test_soak_fuzz_open_service(case: Any) -> None:
     """Soak: many more generated requests to the open service."""
     _fuzz(case)
@@ -117,7 +119,7 @@ def test_soak_fuzz_open_service(case: Any) -> None:
 
 @pytest.mark.soak
 @guarded_schema.parametrize()
-@_fuzz_settings(300)
+@_fuzz_settings(600)
 def test_soak_fuzz_guarded_service(case: Any) -> None:
     """Soak: many more generated requests to the guarded service."""
     _fuzz(case, guarded=True)
