@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -246,13 +247,20 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
         problem, description, _ = problem_for_exception(exc)
         raise _BadRequest(problem, description) from None
     reason = data.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+    if reason is not None and (
+        not isinstance(reason, str) or len(reason) > MAX_REASON or not _plain_text(reason)
+    ):
         raise _BadRequest(
             Problem.BAD_PARAMETER,
             f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
-            f"characters",
+            f"characters, without control characters",
         )
     return mode.value, reason
+
+
+def _plain_text(text: str) -> bool:
+    """No control characters (they forge log lines) and no lone surrogates (not storable)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
 
 class _DuplicateKey(ValueError):

@@ -82,6 +82,7 @@ SCHEMAS: dict[str, Any] = {
             "reason": {
                 "type": ["string", "null"],
                 "maxLength": 500,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
                 "description": "kept in the audit (null: none)",
             },
         },

@@ -88,6 +88,16 @@ BODIES: list[tuple[str, bytes, dict[str, str], int, int]] = [
         4020,
     ),
     ("reason a number", b'{"mode": "maintenance", "reason": 5}', JSON, 400, 4020),
+    # Found by this table: a lone surrogate cannot be stored (the switch failed with 5033).
+    ("reason lone surrogate", b'{"mode": "maintenance", "reason": "\\ud800"}', JSON, 400, 4020),
+    (
+        "reason forging a log line",
+        b'{"mode": "maintenance", "reason": "ok\\nlevel=error"}',
+        JSON,
+        400,
+        4020,
+    ),
+    ("reason with ESC", b'{"mode": "maintenance", "reason": "\\u001b[2J"}', JSON, 400, 4020),
 ]
 
 
