@@ -301,12 +301,19 @@ def _strict_json(body: bytes) -> Any:
         ) from None
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
 def _int_param(request: Request, name: str, low: int, high: int | None) -> int | None:
     """The integer query parameter ``name`` in [low, high], or None when absent."""
-    raw = request.query_params.get(name)
-    if raw is None:
+    given = request.query_params.getlist(name)
+    if not given:
         return None
-    value = int(raw) if raw.strip().lstrip("-").isdigit() else None
+    if len(given) > 1:  # which one counts would depend on who reads it: refuse the ambiguity
+        raise _BadRequest(Problem.BAD_PARAMETER, f"bad {name}: given {len(given)} times")
+    raw = given[0]
+    # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+    value = int(raw) if _INTEGER.fullmatch(raw.strip()) else None
     if value is None or value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise _BadRequest(Problem.BAD_PARAMETER, f"bad {name} {_excerpt(raw)}: an integer {bounds}")

@@ -155,6 +155,31 @@ def test_a_slow_loris_body_gets_408(service: ThreadedService) -> None:
     assert BODY_TIMEOUT <= took < BODY_TIMEOUT + 2
 
 
+# -- query parameters ---------------------------------------------------------------------------
+
+QUERIES = [
+    "limit=%C2%B2",
+    "limit=%D9%A3",
+    "before=%EF%BC%95",
+    "limit=1e3",
+    "limit=%2B5",
+    "limit=0x10",
+    "before=99999999999999999999999",
+    "limit=%00",
+    "limit=5&limit=x",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_hostile_history_queries(service: ThreadedService, query: str) -> None:
+    """Digits that are not ASCII (found by the fuzzer: "²" was a 500), and other odd numbers."""
+    answer = service.client().get(f"/server/transitions?{query}")
+    FIGURES["faults injected"] += 1
+    FIGURES["requests sent"] += 1
+    assert answer.status_code == 400, answer.text
+    documented_error(400, answer.content, 4020)
+
+
 # -- headers -----------------------------------------------------------------------------------
 
 
