@@ -205,7 +205,7 @@ class AdminRoutes:
             f"the server mode request body is larger than {self.max_body} bytes",
         )
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and _INTEGER.fullmatch(declared) and int(declared) > self.max_body:
             raise too_large
         body = bytearray()
         try:

@@ -7,6 +7,7 @@ servermode status | set MODE [--wait] | history | diagram [--format mermaid|dot|
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -168,7 +169,7 @@ def serve(
         # A stop (SIGTERM, Ctrl-C) gives running requests as long as a drain would, plus a
         # moment to answer a switch that drained, then cancels them: a hung request must not
         # keep the process alive forever (uvicorn waits without a bound by default).
-        timeout_graceful_shutdown=int(settings.drain_timeout) + GRACE_MARGIN,
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + GRACE_MARGIN,
     )
 
 

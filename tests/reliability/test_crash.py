@@ -198,5 +198,5 @@ def test_sigterm_does_not_wait_forever_for_a_hung_request(tmp_path: Path) -> Non
     finally:
         service.stop()
     FIGURES["faults injected"] += 2
-    assert took < 0.5 + GRACE_MARGIN + 1.5
+    assert took < 1 + GRACE_MARGIN + 1.5  # the drain timeout rounded up, the margin, slack
     assert "timeout graceful shutdown exceeded" in service.output()
