@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from .auth import AuthError, Role, TokenAuth
 from .errors import ERROR_HANDLERS, Problem, problem_for_exception, problem_response
-from .openapi import MODE_PATTERN, OPENAPI
+from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .stats import RequestStats, stats_for
 from .status import status_document
 
@@ -143,7 +143,7 @@ class AdminRoutes:
         try:
             self.auth.require(request.headers.get("authorization"), Role.READER)
             limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
-            before = _int_param(request, "before", 1, None)
+            before = _int_param(request, "before", 1, MAX_RECORD_ID)
         except (AuthError, _BadRequest) as bad:
             return self._refuse(request, bad)
         try:
@@ -301,7 +301,7 @@ def _strict_json(body: bytes) -> Any:
         ) from None
 
 
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_INTEGER = re.compile(r"-?[0-9]{1,40}")  # long enough for any bound, short enough to parse
 
 
 def _int_param(request: Request, name: str, low: int, high: int | None) -> int | None:

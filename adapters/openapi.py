@@ -10,7 +10,10 @@ from typing import Any
 
 from .errors import Problem
 
-__all__ = ["MODE_PATTERN", "OPENAPI", "response_schema"]
+__all__ = ["MAX_RECORD_ID", "MODE_PATTERN", "OPENAPI", "response_schema"]
+
+#: The largest record id there can be (SQLite's largest rowid): ``before`` is at most this.
+MAX_RECORD_ID = 2**63 - 1
 
 
 def _any_case(*words: str) -> str:
@@ -258,7 +261,7 @@ PATHS: dict[str, Any] = {
                     "name": "before",
                     "in": "query",
                     "description": "only records with a smaller id",
-                    "schema": {"type": "integer", "minimum": 1},
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECORD_ID},
                 },
             ],
             "responses": {

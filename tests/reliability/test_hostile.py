@@ -165,6 +165,7 @@ QUERIES = [
     "limit=%2B5",
     "limit=0x10",
     "before=99999999999999999999999",
+    "before=9223372036854775808",
     "limit=%00",
     "limit=5&limit=x",
 ]
