@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck pytest diagrams bench clean
+.PHONY: serve test soak lint typecheck pytest diagrams bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(PY) -m pytest
+
+# The long reliability runs (README "Reliability"): bounded by SOAK_TIMEOUT seconds in all.
+SOAK_TIMEOUT ?= 1500
+soak: $(STAMP)
+	timeout $(SOAK_TIMEOUT) $(PY) -m pytest tests/reliability -m soak
 
 diagrams: $(STAMP)
 	$(PY) -c "from servermode.core.diagram import write; write('diagrams')"

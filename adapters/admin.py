@@ -8,7 +8,10 @@ middleware, which starts it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -22,11 +25,12 @@ from starlette.routing import BaseRoute, Route
 
 from .auth import AuthError, Role, TokenAuth
 from .errors import ERROR_HANDLERS, Problem, problem_for_exception, problem_response
-from .openapi import OPENAPI
+from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .stats import RequestStats, stats_for
 from .status import status_document
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_BODY",
     "HISTORY_LIMITS",
     "AdminRoutes",
@@ -36,6 +40,8 @@ __all__ = [
 
 #: The largest ``POST /server/mode`` body read (bytes): the real one is about 25.
 DEFAULT_MAX_BODY = 1024
+#: Seconds a client may take to send the whole mode request body (slow-loris bound).
+DEFAULT_BODY_TIMEOUT = 10.0
 #: Bounds of ``GET /server/transitions?limit=N`` and its default.
 HISTORY_LIMITS = (1, 500)
 HISTORY_DEFAULT = 50
@@ -65,6 +71,8 @@ class AdminRoutes:
         auth: bearer-token checks (default: everything open).
         stats: request counters for the status document (default: the controller's).
         max_body: the largest mode request body accepted, in bytes.
+        body_timeout: seconds the whole mode request body may take to arrive; a slower one
+            gets 408 (uvicorn bounds idle connections, not a body that trickles in).
     """
 
     def __init__(
@@ -74,11 +82,13 @@ class AdminRoutes:
         auth: TokenAuth | None = None,
         stats: RequestStats | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.controller = controller
         self.auth = auth if auth is not None else TokenAuth()
         self.stats = stats if stats is not None else stats_for(controller)
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -133,7 +143,7 @@ class AdminRoutes:
         try:
             self.auth.require(request.headers.get("authorization"), Role.READER)
             limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
-            before = _int_param(request, "before", 1, None)
+            before = _int_param(request, "before", 1, MAX_RECORD_ID)
         except (AuthError, _BadRequest) as bad:
             return self._refuse(request, bad)
         try:
@@ -195,31 +205,32 @@ class AdminRoutes:
             f"the server mode request body is larger than {self.max_body} bytes",
         )
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and _INTEGER.fullmatch(declared) and int(declared) > self.max_body:
             raise too_large
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body:
-                raise too_large
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > self.max_body:
+                        raise too_large
+        except TimeoutError:
+            raise _BadRequest(
+                Problem.REQUEST_TIMEOUT,
+                f"the server mode request body did not arrive within {self.body_timeout:g}s",
+                {"Connection": "close"},
+            ) from None
         return bytes(body)
 
 
 def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
     """``{"mode": ..., "reason": ...}`` -> (mode name, reason); anything else is a 400."""
-    text = body.decode("utf-8", errors="replace")
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
-        raise _BadRequest(
-            Problem.BAD_PARAMETER,
-            f"bad server mode: the request body is not valid JSON: {_excerpt(text)}",
-        ) from None
+    data = _strict_json(body)
     if not isinstance(data, dict):
         raise _BadRequest(
             Problem.BAD_PARAMETER,
             f'bad server mode: expected a JSON object like {{"mode": "maintenance"}}, '
-            f"got {_excerpt(text)}",
+            f"got {_excerpt(body.decode())}",
         )
     if "mode" not in data:
         raise _BadRequest(
@@ -227,26 +238,82 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
             'missing server mode: expected {"mode": "production"} or {"mode": "maintenance"}',
         )
     try:
-        mode = parse_mode(data["mode"])
+        value = data["mode"]
+        # Exactly a mode name (any case): no spaces or control characters around it.
+        if isinstance(value, str) and not re.fullmatch(MODE_PATTERN, value):
+            raise InvalidMode(value)
+        mode = parse_mode(value)
     except InvalidMode as exc:
         problem, description, _ = problem_for_exception(exc)
         raise _BadRequest(problem, description) from None
     reason = data.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+    if reason is not None and (
+        not isinstance(reason, str) or len(reason) > MAX_REASON or not _plain_text(reason)
+    ):
         raise _BadRequest(
             Problem.BAD_PARAMETER,
             f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
-            f"characters",
+            f"characters, without control characters",
         )
     return mode.value, reason
 
 
+def _plain_text(text: str) -> bool:
+    """No control characters (they forge log lines) and no lone surrogates (not storable)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"mode": "production", "mode": "maintenance"} means one thing to a proxy that keeps the
+    # first key and another to json.loads, which keeps the last: refuse the ambiguity.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(f"duplicate key {json.dumps(key)}")
+        data[key] = value
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(body: bytes) -> Any:
+    """The body as JSON: UTF-8, no duplicate keys, no NaN/Infinity; deep nesting is a 400."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadRequest(
+            Problem.BAD_PARAMETER, "bad server mode: the request body is not UTF-8 text"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        raise _BadRequest(Problem.BAD_PARAMETER, f"bad server mode request: {exc}") from None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        raise _BadRequest(
+            Problem.BAD_PARAMETER,
+            f"bad server mode: the request body is not valid JSON: {_excerpt(text)}",
+        ) from None
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,40}")  # long enough for any bound, short enough to parse
+
+
 def _int_param(request: Request, name: str, low: int, high: int | None) -> int | None:
     """The integer query parameter ``name`` in [low, high], or None when absent."""
-    raw = request.query_params.get(name)
-    if raw is None:
+    given = request.query_params.getlist(name)
+    if not given:
         return None
-    value = int(raw) if raw.strip().lstrip("-").isdigit() else None
+    if len(given) > 1:  # which one counts would depend on who reads it: refuse the ambiguity
+        raise _BadRequest(Problem.BAD_PARAMETER, f"bad {name}: given {len(given)} times")
+    raw = given[0]
+    # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+    value = int(raw) if _INTEGER.fullmatch(raw.strip()) else None
     if value is None or value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise _BadRequest(Problem.BAD_PARAMETER, f"bad {name} {_excerpt(raw)}: an integer {bounds}")
@@ -281,9 +348,12 @@ def admin_routes(
     auth: TokenAuth | None = None,
     stats: RequestStats | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> list[BaseRoute]:
     """The admin routes, to add to any Starlette (or FastAPI) application's routes."""
-    return AdminRoutes(controller, auth=auth, stats=stats, max_body=max_body).routes()
+    return AdminRoutes(
+        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+    ).routes()
 
 
 def admin_app(
@@ -292,7 +362,10 @@ def admin_app(
     auth: TokenAuth | None = None,
     stats: RequestStats | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> Starlette:
     """The admin routes as an application whose 404, 405 and 500 also use the error body."""
-    routes = admin_routes(controller, auth=auth, stats=stats, max_body=max_body)
+    routes = admin_routes(
+        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+    )
     return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)

@@ -64,8 +64,6 @@ def load_rules(path: str) -> RouteRules:
 
 def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
     """Wire the service that ``settings`` describe; ``app`` overrides ``settings.app``."""
-    if app is None:
-        app = load_app(settings.app) if settings.app else demo_app(settings.demo_delay)
     rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
     try:
         rules.check(CONTEXT_SERVICES)
@@ -79,9 +77,19 @@ def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
         timeout_policy=settings.timeout_policy,
         refusal_retry_after=settings.retry_after,
     )
+    if app is None:
+        # The demo reports the state each request saw while it ran, read from the controller.
+        app = (
+            load_app(settings.app)
+            if settings.app
+            else demo_app(settings.demo_delay, observe=lambda: controller.state)
+        )
     stats = RequestStats()
     admin = admin_app(
-        controller, auth=TokenAuth(settings.admin_token, settings.read_token), stats=stats
+        controller,
+        auth=TokenAuth(settings.admin_token, settings.read_token),
+        stats=stats,
+        body_timeout=settings.body_timeout,
     )
     paths = [route.path for route in admin.routes if isinstance(route, Route)]
     gated = GateMiddleware(AdminDispatch(admin, app, paths), controller, rules, stats)

@@ -7,6 +7,7 @@ servermode status | set MODE [--wait] | history | diagram [--format mermaid|dot|
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -33,6 +34,8 @@ __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULTS = Settings()
+#: Seconds a graceful stop waits beyond the drain timeout before it cancels requests.
+GRACE_MARGIN = 1
 
 
 def _env(name: str) -> str:
@@ -92,6 +95,12 @@ def main() -> None:
     "--demo-delay",
     type=float,
     help=f"Seconds each demo request takes [{DEFAULTS.demo_delay:g}] {_env('demo_delay')}.",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    help=f"Seconds a mode request body may take to arrive, else 408 "
+    f"[{DEFAULTS.body_timeout:g}] {_env('body_timeout')}.",
 )
 @click.option(
     "--admin-token-file",
@@ -157,6 +166,10 @@ def serve(
         log_level=settings.log_level.lower(),
         lifespan="on",
         server_header=False,
+        # A stop (SIGTERM, Ctrl-C) gives running requests as long as a drain would, plus a
+        # moment to answer a switch that drained, then cancels them: a hung request must not
+        # keep the process alive forever (uvicorn waits without a bound by default).
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + GRACE_MARGIN,
     )
 
 

@@ -3,6 +3,10 @@
 Served by ``servermode serve`` when no ``--app`` is given, so that gating and draining can be
 tried at once: start a slow profile read, ask for maintenance, watch new requests get 503
 while the switch waits for it. ``?delay=<seconds>`` overrides the moment per request.
+
+Given an ``observe`` callable (the service passes the controller's state), each answer also
+says which state the server was in when the handler started and when it ended (``seen``), so
+that a test can prove no request ran in a state that refuses its category.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from servermode.core import State
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,25 +35,31 @@ DEMO_ROUTES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def demo_app(delay: float = 1.0) -> Starlette:
-    """The demo application; each route takes ``delay`` seconds unless ``?delay=`` says."""
+def demo_app(delay: float = 1.0, observe: Callable[[], State] | None = None) -> Starlette:
+    """The demo application; each route takes ``delay`` seconds unless ``?delay=`` says.
+
+    ``observe`` returns the server's state; when given, answers carry ``seen``:
+    ``{"start": state, "end": state}`` read as the handler began and just before it answered.
+    """
     if not 0 <= delay <= MAX_DELAY:
         raise ValueError(f"demo delay must be between 0 and {MAX_DELAY:g} seconds, not {delay}")
 
     def endpoint(category: str) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
+            start = observe() if observe is not None else None
             moment = _delay(request, delay)
             if isinstance(moment, Response):
                 return moment
             await asyncio.sleep(moment)
-            return JSONResponse(
-                {
-                    "category": category,
-                    "method": request.method,
-                    "path": request.url.path,
-                    "took": moment,
-                }
-            )
+            body: dict[str, object] = {
+                "category": category,
+                "method": request.method,
+                "path": request.url.path,
+                "took": moment,
+            }
+            if observe is not None and start is not None:
+                body["seen"] = {"start": start.value, "end": observe().value}
+            return JSONResponse(body)
 
         return handle
 

@@ -33,6 +33,7 @@ __all__ = [
     "EXCEPTION_PROBLEMS",
     "Problem",
     "error_body",
+    "internal_error_response",
     "problem_for_exception",
     "problem_for_status",
     "problem_response",
@@ -48,6 +49,7 @@ class Problem(Enum):
     FORBIDDEN = (403, "forbidden", 4030)
     NOT_FOUND = (404, "not found", 4040)
     METHOD_NOT_ALLOWED = (405, "method not allowed", 4050)
+    REQUEST_TIMEOUT = (408, "request timeout", 4080)
     PAYLOAD_TOO_LARGE = (413, "payload too large", 4130)
     UNSUPPORTED_MEDIA_TYPE = (415, "unsupported media type", 4150)
     INTERNAL_ERROR = (500, "internal server error", 5000)
@@ -165,11 +167,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem_response(request.scope, problem, description, exc.headers)
 
 
+def internal_error_response(scope: Scope) -> Response:
+    """The answer to a request the application failed on.
+
+    ``Connection: close``: the ASGI server closes the connection after an application error
+    (uvicorn does), so the client is told not to send another request on it, which would
+    otherwise race the close and be reset.
+    """
+    return problem_response(
+        scope,
+        Problem.INTERNAL_ERROR,
+        "the server failed to answer this request",
+        {"Connection": "close"},
+    )
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # The server logs the traceback; the client gets the error body, never the traceback.
-    return problem_response(
-        request.scope, Problem.INTERNAL_ERROR, "the server failed to answer this request"
-    )
+    return internal_error_response(request.scope)
 
 
 #: Exception handlers that answer Starlette's own errors with the error body.

@@ -12,7 +12,11 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["LOG_LEVELS", "TRACE", "configure_logging"]
+
+TRACE = 5  # uvicorn.logging.TRACE_LOG_LEVEL
+#: The levels ``--log-level`` accepts, most to least verbose.
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 
 # Loggers that uvicorn configures itself unless told not to: send them to the root handler.
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
@@ -49,6 +53,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
+    # uvicorn's own level below DEBUG, named only once uvicorn configures its logging itself.
+    logging.addLevelName(TRACE, "TRACE")
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -58,5 +64,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level, whatever an earlier server set
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

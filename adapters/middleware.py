@@ -16,12 +16,13 @@ request starts the controller).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from urllib.parse import quote
 
 from servermode.core import ModeController, ServerModeError
 
 from .classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
-from .errors import problem_for_exception, problem_response
+from .errors import Problem, internal_error_response, problem_for_exception, problem_response
 from .stats import RequestStats, stats_for
 from .types import ASGIApp, Message, Receive, Scope, Send
 
@@ -82,9 +83,13 @@ class GateMiddleware:
             await response(scope, receive, send)
             return
 
+        started = False
+
         async def send_counted(message: Message) -> None:
+            nonlocal started
             kind = message["type"]
             if kind == "http.response.start":
+                started = True
                 stats.response(message["status"])
                 await send(message)
             elif kind == "http.response.body" and not message.get("more_body", False):
@@ -95,6 +100,15 @@ class GateMiddleware:
 
         try:
             await self.app(scope, receive, send_counted)
+        except (Exception, asyncio.CancelledError):
+            if not started and not _being_cancelled():
+                # The app failed before answering: answer in the documented error body rather
+                # than the server's bare 500; the error still propagates, to be logged.
+                ticket.release()
+                stats.response(Problem.INTERNAL_ERROR.status)
+                with contextlib.suppress(Exception):
+                    await internal_error_response(scope)(scope, receive, send)
+            raise
         finally:
             ticket.release()
 
@@ -184,6 +198,12 @@ class _ControllerLife:
             if self.started:
                 self.started = False
                 await self._controller.close()
+
+
+def _being_cancelled() -> bool:
+    """Whether this task is being cancelled (its client is gone), not just seeing the error."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _startup_failed(exc: Exception) -> Message:

@@ -10,7 +10,21 @@ from typing import Any
 
 from .errors import Problem
 
-__all__ = ["OPENAPI", "response_schema"]
+__all__ = ["MAX_RECORD_ID", "MODE_PATTERN", "OPENAPI", "response_schema"]
+
+#: The largest record id there can be (SQLite's largest rowid): ``before`` is at most this.
+MAX_RECORD_ID = 2**63 - 1
+
+
+def _any_case(*words: str) -> str:
+    """A pattern of ``words`` in any letter case (JSON Schema patterns have no ``(?i)``)."""
+    spelled = ("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
+    return "^(" + "|".join(spelled) + ")$"
+
+
+#: The mode a request may ask for: a mode name in any letter case, nothing around it. The
+#: admin route checks this very pattern, so the document and the route cannot disagree.
+MODE_PATTERN = _any_case("production", "maintenance")
 
 _MODE = {"type": "string", "enum": ["production", "maintenance"]}
 _STATE = {
@@ -64,10 +78,16 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "mode": {
                 "type": "string",
+                "pattern": MODE_PATTERN,
                 "description": "production or maintenance, case-insensitive",
                 "examples": ["maintenance"],
             },
-            "reason": {"type": "string", "maxLength": 500, "description": "kept in the audit"},
+            "reason": {
+                "type": ["string", "null"],
+                "maxLength": 500,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+                "description": "kept in the audit (null: none)",
+            },
         },
     },
     "ModeChanged": {
@@ -202,6 +222,7 @@ PATHS: dict[str, Any] = {
                 "401": _error("no or wrong bearer token (when an admin token is configured)"),
                 "403": _error("the read token cannot change the mode"),
                 "405": _error("method not allowed"),
+                "408": _error("the body did not arrive within the body timeout"),
                 "413": _error("body over the size limit"),
                 "415": _error("body not JSON"),
                 "503": {
@@ -240,7 +261,7 @@ PATHS: dict[str, Any] = {
                     "name": "before",
                     "in": "query",
                     "description": "only records with a smaller id",
-                    "schema": {"type": "integer", "minimum": 1},
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECORD_ID},
                 },
             ],
             "responses": {

@@ -15,6 +15,7 @@ from typing import Any
 
 from servermode.core import InvalidMode, TimeoutPolicy, parse_mode
 
+from .logging import LOG_LEVELS
 from .stores import DEFAULT_STATE
 
 __all__ = [
@@ -49,6 +50,7 @@ class Settings:
     retry_after: int = 60  # Retry-After (s) of requests a steady mode refuses
     rules: str | None = None  # path of a JSON file of route rules; None: Context Services
     demo_delay: float = 1.0
+    body_timeout: float = 10.0  # seconds a mode request body may take to arrive (else 408)
     insecure: bool = False
     log_level: str = "info"
     log_format: str = "auto"
@@ -74,6 +76,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "drain_timeout": float,
     "retry_after": int,
     "demo_delay": float,
+    "body_timeout": float,
     "insecure": _parse_bool,
 }
 
@@ -128,6 +131,8 @@ def _validated(settings: Settings) -> Settings:
         problems.append(f"drain timeout must be >= 0 seconds, not {settings.drain_timeout:g}")
     if settings.retry_after < 1:
         problems.append(f"retry-after must be >= 1 second, not {settings.retry_after}")
+    if not settings.body_timeout > 0:
+        problems.append(f"body timeout must be > 0 seconds, not {settings.body_timeout:g}")
     if settings.demo_delay < 0:
         problems.append(f"demo delay must be >= 0 seconds, not {settings.demo_delay:g}")
     if settings.timeout_policy not in {p.value for p in TimeoutPolicy}:
@@ -138,6 +143,10 @@ def _validated(settings: Settings) -> Settings:
         settings = replace(settings, initial_mode=parse_mode(settings.initial_mode).value)
     except InvalidMode as exc:
         problems.append(f"initial mode must be production or maintenance, not {exc.value!r}")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        problems.append(
+            f"log level must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}"
+        )
     if settings.log_format not in LOG_FORMATS:
         problems.append(f"log format must be one of {', '.join(LOG_FORMATS)}")
     for name in ("admin_token", "read_token"):

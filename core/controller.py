@@ -133,7 +133,12 @@ class ModeController:
 
     @property
     def state(self) -> State:
-        return self._machine.current
+        """The state in force: the gate's, which moves only once the new state is saved.
+
+        (The machine moves first, to compute the next state, and is put back if the save
+        fails; reporting it would claim a mode that may never be saved.)
+        """
+        return self.gate.state
 
     @property
     def mode(self) -> Mode:
