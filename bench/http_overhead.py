@@ -16,13 +16,11 @@ from .apps import PROFILE_PATH
 from .harness import (
     Options,
     Report,
-    argument_parser,
     interleaved,
     median,
-    options_from,
     paired_ratios,
 )
-from .loadgen import LOAD_GENERATORS, load, load_generator, server
+from .loadgen import load, load_generator, run_with_load_generator, server
 
 TARGET_RATIO = 0.97
 CONNECTIONS = 16
@@ -80,16 +78,7 @@ def measure(options: Options, generator_choice: str = "auto") -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argument_parser(__doc__ or "")
-    parser.add_argument(
-        "--load-generator",
-        choices=LOAD_GENERATORS,
-        default="auto",
-        help="wrk, the asyncio client, or auto (wrk when installed)",
-    )
-    args = parser.parse_args(argv)
-    options = options_from(args)
-    measure(options, args.load_generator).finish(options)
+    run_with_load_generator(measure, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
+
+from .harness import Options, Report, argument_parser, options_from
 
 __all__ = ["LOAD_GENERATORS", "ServerProcess", "load", "load_generator", "server"]
 
@@ -102,6 +104,22 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, errors: IO[bytes]) -
 
 
 # -- the load ----------------------------------------------------------------------------------
+
+
+def run_with_load_generator(
+    measure: Callable[[Options, str], Report], doc: str | None, argv: Sequence[str] | None
+) -> None:
+    """The ``main`` of a script that loads a server: the common options and ``--load-generator``."""
+    parser = argument_parser(doc or "")
+    parser.add_argument(
+        "--load-generator",
+        choices=LOAD_GENERATORS,
+        default="auto",
+        help="wrk, the asyncio client, or auto (wrk when installed)",
+    )
+    args = parser.parse_args(argv)
+    options = options_from(args)
+    measure(options, args.load_generator).finish(options)
 
 
 def load_generator(choice: str) -> str:

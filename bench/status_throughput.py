@@ -19,13 +19,11 @@ from .apps import STATIC_JSON_PATH, STATUS_PATH, request_loop, started_loop, sta
 from .harness import (
     Options,
     Report,
-    argument_parser,
     interleaved,
     median,
-    options_from,
     paired_ratios,
 )
-from .loadgen import LOAD_GENERATORS, load, load_generator, server
+from .loadgen import load, load_generator, run_with_load_generator, server
 
 TARGET_RATIO = 0.9
 CONNECTIONS = 16
@@ -113,16 +111,7 @@ def _round(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argument_parser(__doc__ or "")
-    parser.add_argument(
-        "--load-generator",
-        choices=LOAD_GENERATORS,
-        default="auto",
-        help="wrk, the asyncio client, or auto (wrk when installed)",
-    )
-    args = parser.parse_args(argv)
-    options = options_from(args)
-    measure(options, args.load_generator).finish(options)
+    run_with_load_generator(measure, __doc__, argv)
 
 
 if __name__ == "__main__":
