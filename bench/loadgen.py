@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -86,6 +86,32 @@ def server(factory: str, probe: str) -> Iterator[ServerProcess]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def fresh_servers_per_round(
+    factories: Mapping[str, str],
+    probe: str,
+    drive: Callable[[str], float],
+    rounds: int,
+    *,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """``drive(url)`` once per server and round, every round on servers started afresh.
+
+    The servers start in alternating order each round and are driven in alternating order, so
+    neither start order nor run order favours one side; ``warmup`` rounds are discarded.
+    """
+    names = list(factories)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for n in range(warmup + rounds):
+        order = names if n % 2 == 0 else names[::-1]
+        with contextlib.ExitStack() as stack:
+            urls = {name: stack.enter_context(server(factories[name], probe)).url for name in order}
+            for name in reversed(order) if n % 4 >= 2 else order:
+                rate = drive(urls[name])
+                if n >= warmup:
+                    samples[name].append(rate)
+    return samples
 
 
 def _wait_ready(process: subprocess.Popen[bytes], url: str, errors: IO[bytes]) -> None:
