@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -76,21 +76,30 @@ class ThreadedService:
 
 
 def wait_until_live(
-    url: str, process: subprocess.Popen[str], path: str = "/health/live", timeout: float = 20
+    url: str,
+    process: subprocess.Popen[Any],
+    path: str = "/health/live",
+    timeout: float = 20,
+    output: Callable[[], str] | None = None,
 ) -> None:
+    """Wait until ``GET url+path`` answers 200; fail with the service's ``output`` if it exits."""
+
+    def printed() -> str:
+        if output is not None:
+            return output()[-3000:]
+        return str(process.stdout.read()) if process.stdout else ""
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"the service exited: {process.stdout.read() if process.stdout else ''}"
-            )
+            raise RuntimeError(f"the service exited: {printed()}")
         try:
             if httpx2.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx2.TransportError:
             pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} did not come up: {printed() if output is not None else ''}")
 
 
 @contextmanager

@@ -8,13 +8,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import IO
 
-import httpx2
-
-from tests.e2e.servers import REPO, free_port
+from tests.e2e.servers import REPO, free_port, wait_until_live
 
 
 class ServiceProcess:
@@ -88,17 +85,7 @@ class ServiceProcess:
 
     def _wait_live(self, timeout: float) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited: {self.output()[-3000:]}")
-            try:
-                if httpx2.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.url} did not come up: {self.output()[-3000:]}")
+        wait_until_live(self.url, self.process, timeout=timeout, output=self.output)
 
     @property
     def pid(self) -> int:
