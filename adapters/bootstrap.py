@@ -15,18 +15,18 @@ from typing import cast
 
 from servermode.core import CONTEXT_SERVICES, ModeController
 from starlette.routing import Route
+from starlette.types import ASGIApp
 from uvicorn.importer import ImportFromStringError, import_from_string
 
-from .admin import admin_app
-from .auth import TokenAuth
-from .classify import CONTEXT_SERVICES_RULES, RouteRules
-from .demo import demo_app
-from .dispatch import AdminDispatch
-from .middleware import GateMiddleware
-from .settings import Settings, SettingsError
-from .stats import RequestStats
-from .stores import open_store
-from .types import ASGIApp
+from .cli.settings import Settings, SettingsError
+from .http.admin import admin_app
+from .http.auth import TokenAuth
+from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
+from .http.demo import demo_app
+from .http.dispatch import AdminDispatch
+from .http.middleware import GateMiddleware
+from .http.stats import RequestStats
+from .store.factory import open_store
 
 __all__ = ["Service", "build_service", "load_app", "load_rules"]
 

@@ -19,14 +19,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import Any
 
 from servermode.adapters.bootstrap import Service, build_service
-from servermode.adapters.classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
-from servermode.adapters.errors import ERROR_HANDLERS, problem_for_exception, problem_response
-from servermode.adapters.middleware import GateMiddleware
-from servermode.adapters.settings import Settings
-from servermode.adapters.stats import RequestStats
-from servermode.adapters.status import status_document
-from servermode.adapters.stores import MEMORY
-from servermode.adapters.types import ASGIApp, Message, Receive, Scope, Send
+from servermode.adapters.cli.settings import Settings
+from servermode.adapters.http.classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
+from servermode.adapters.http.middleware import GateMiddleware
+from servermode.adapters.http.problems import (
+    ERROR_HANDLERS,
+    problem_for_exception,
+    problem_response,
+)
+from servermode.adapters.http.stats import RequestStats
+from servermode.adapters.http.status import status_document
+from servermode.adapters.store.factory import MEMORY
 from servermode.core import AuditLog, InMemoryStore, ModeController, Refused
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -34,6 +37,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "PROFILE_PATH",

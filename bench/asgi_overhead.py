@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from servermode.adapters.types import ASGIApp
+from starlette.types import ASGIApp
 
 from .apps import (
     PROFILE_PATH,

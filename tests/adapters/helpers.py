@@ -9,9 +9,9 @@ from typing import Any
 
 import jsonschema
 from servermode.adapters.bootstrap import Service, build_service
-from servermode.adapters.openapi import response_schema
-from servermode.adapters.settings import Settings
-from servermode.adapters.stores import MEMORY
+from servermode.adapters.cli.settings import Settings
+from servermode.adapters.http.openapi import response_schema
+from servermode.adapters.store.factory import MEMORY
 from starlette.testclient import TestClient
 
 

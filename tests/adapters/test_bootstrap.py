@@ -7,20 +7,23 @@ from pathlib import Path
 
 import pytest
 from servermode.adapters.bootstrap import build_service, load_app
-from servermode.adapters.settings import Settings, SettingsError
-from servermode.adapters.stores import MEMORY
+from servermode.adapters.cli.settings import Settings, SettingsError
+from servermode.adapters.store.factory import MEMORY
 
 from .helpers import serving
 
 
 def test_app_is_named_like_uvicorn_names_it() -> None:
     """--app module:attr loads that ASGI application and gates it."""
-    with serving(app="servermode.adapters.demo:app", initial_mode="maintenance") as (client, _):
+    with serving(app="servermode.adapters.http.demo:app", initial_mode="maintenance") as (
+        client,
+        _,
+    ):
         assert client.get("/profiles/1?delay=0").status_code == 503
         assert client.get("/metadata/profiles/extensions?delay=0").status_code == 200
 
 
-@pytest.mark.parametrize("spec", ["nowhere:app", "servermode.adapters.demo:missing", "noattr"])
+@pytest.mark.parametrize("spec", ["nowhere:app", "servermode.adapters.http.demo:missing", "noattr"])
 def test_bad_app_is_a_settings_error(spec: str) -> None:
     """An app that cannot be imported is reported by name."""
     with pytest.raises(SettingsError, match=spec.split(":")[0]):

@@ -19,8 +19,8 @@ from typing import Any
 import httpx2
 import uvicorn
 from servermode.adapters.bootstrap import Service, build_service
-from servermode.adapters.settings import Settings
-from servermode.adapters.stores import MEMORY
+from servermode.adapters.cli.settings import Settings
+from servermode.adapters.store.factory import MEMORY
 
 REPO = Path(__file__).resolve().parents[2]
 

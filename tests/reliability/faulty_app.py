@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from servermode.adapters.errors import ERROR_HANDLERS
+from servermode.adapters.http.problems import ERROR_HANDLERS
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx2
 import jsonschema
-from servermode.adapters.openapi import SCHEMAS
+from servermode.adapters.http.openapi import SCHEMAS
 from servermode.core import CONTEXT_SERVICES, State
 
 from .conftest import FIGURES

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx2
 import pytest
-from servermode.adapters.cli import GRACE_MARGIN
-from servermode.adapters.sqlite_store import SQLiteStore
+from servermode.adapters.cli.commands import GRACE_MARGIN
+from servermode.adapters.store.sqlite import SQLiteStore
 from servermode.core import PersistedState
 
 from .conftest import FIGURES

@@ -13,8 +13,8 @@ from typing import Any
 import httpx2
 import jsonschema
 import pytest
-from servermode.adapters.middleware import GateMiddleware
-from servermode.adapters.openapi import SCHEMAS
+from servermode.adapters.http.middleware import GateMiddleware
+from servermode.adapters.http.openapi import SCHEMAS
 from servermode.core import ModeController
 
 from tests.adapters.asgi import Peer, http_scope

@@ -21,8 +21,8 @@ from schemathesis.checks import CheckContext, not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from servermode.adapters.bootstrap import build_service
-from servermode.adapters.settings import Settings
-from servermode.adapters.stores import MEMORY
+from servermode.adapters.cli.settings import Settings
+from servermode.adapters.store.factory import MEMORY
 
 from .conftest import FIGURES
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx2
 import jsonschema
 import pytest
-from servermode.adapters.openapi import SCHEMAS
+from servermode.adapters.http.openapi import SCHEMAS
 
 from tests.e2e.servers import ThreadedService
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from servermode.adapters import auth
-from servermode.adapters.auth import AuthError, Role, TokenAuth
+from servermode.adapters.http import auth
+from servermode.adapters.http.auth import AuthError, Role, TokenAuth
 
 from .conftest import FIGURES
 from .service import ServiceProcess

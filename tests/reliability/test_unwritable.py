@@ -19,7 +19,7 @@ from typing import Any
 import httpx2
 import jsonschema
 import pytest
-from servermode.adapters.openapi import SCHEMAS
+from servermode.adapters.http.openapi import SCHEMAS
 
 from .conftest import FIGURES
 from .service import ServiceProcess

@@ -1,0 +1,371 @@
+"""The admin routes (Starlette): switch the mode, read status and history, health probes.
+
+``POST /server/mode`` answers only once the switch is complete (Context Services' contract):
+200, ``Location: /server/status``, body exactly ``{"server changed":"<mode>"}``. Every failure
+answers with the error body of :mod:`.errors`. The routes share the controller with the gate
+middleware, which starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import unicodedata
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from servermode.core import InvalidMode, ModeController, ServerModeError, State, parse_mode
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .auth import AuthError, Role, TokenAuth
+from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
+from .problems import ERROR_HANDLERS, Problem, problem_for_exception, problem_response
+from .stats import RequestStats, stats_for
+from .status import status_document
+
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_MAX_BODY",
+    "HISTORY_LIMITS",
+    "AdminRoutes",
+    "admin_app",
+    "admin_routes",
+]
+
+#: The largest ``POST /server/mode`` body read (bytes): the real one is about 25.
+DEFAULT_MAX_BODY = 1024
+#: Seconds a client may take to send the whole mode request body (slow-loris bound).
+DEFAULT_BODY_TIMEOUT = 10.0
+#: Bounds of ``GET /server/transitions?limit=N`` and its default.
+HISTORY_LIMITS = (1, 500)
+HISTORY_DEFAULT = 50
+MAX_REASON = 500
+MAX_REQUEST_ID = 128
+
+_log = structlog.get_logger("servermode.http")
+
+
+class _BadRequest(Exception):
+    """A request the route answers with an error body instead of acting on it."""
+
+    def __init__(
+        self, problem: Problem, description: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.problem = problem
+        self.description = description
+        self.headers = dict(headers or {})
+        super().__init__(description)
+
+
+class AdminRoutes:
+    """The admin endpoints over one controller.
+
+    Parameters:
+        controller: the controller the gate middleware also uses.
+        auth: bearer-token checks (default: everything open).
+        stats: request counters for the status document (default: the controller's).
+        max_body: the largest mode request body accepted, in bytes.
+        body_timeout: seconds the whole mode request body may take to arrive; a slower one
+            gets 408 (uvicorn bounds idle connections, not a body that trickles in).
+    """
+
+    def __init__(
+        self,
+        controller: ModeController,
+        *,
+        auth: TokenAuth | None = None,
+        stats: RequestStats | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    ) -> None:
+        self.controller = controller
+        self.auth = auth if auth is not None else TokenAuth()
+        self.stats = stats if stats is not None else stats_for(controller)
+        self.max_body = max_body
+        self.body_timeout = body_timeout
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/server/mode", self.set_mode, methods=["POST"]),
+            Route("/server/status", self.status, methods=["GET"]),
+            Route("/server/transitions", self.transitions, methods=["GET"]),
+            Route("/health/live", self.live, methods=["GET"]),
+            Route("/health/ready", self.ready, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def set_mode(self, request: Request) -> Response:
+        try:
+            principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
+            mode, reason = _parse_mode_request(await self._read_json_body(request))
+        except (AuthError, _BadRequest) as bad:
+            return self._refuse(request, bad)
+        request_id = _request_id(request)
+        try:
+            record = await self.controller.set_mode(
+                mode,
+                actor=principal.name,
+                client=_client(request),
+                request_id=request_id,
+                reason=reason,
+            )
+        except ServerModeError as exc:
+            problem, description, headers = problem_for_exception(exc)
+            return problem_response(request.scope, problem, description, headers)
+        body = json.dumps({"server changed": record.to_state.mode.value}, separators=(",", ":"))
+        return Response(
+            body,
+            media_type="application/json",
+            headers={
+                "Location": "/server/status",
+                "X-Request-ID": request_id,
+                "Servermode-Outcome": record.outcome.value,
+            },
+        )
+
+    async def status(self, request: Request) -> Response:
+        try:
+            self.auth.require(request.headers.get("authorization"), Role.READER)
+        except AuthError as bad:
+            return self._refuse(request, bad)
+        document = status_document(self.controller, self.stats)
+        return JSONResponse(document, headers={"Cache-Control": "no-store"})
+
+    async def transitions(self, request: Request) -> Response:
+        try:
+            self.auth.require(request.headers.get("authorization"), Role.READER)
+            limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
+            before = _int_param(request, "before", 1, MAX_RECORD_ID)
+        except (AuthError, _BadRequest) as bad:
+            return self._refuse(request, bad)
+        try:
+            records = await self.controller.history(limit, before)
+        except ServerModeError as exc:
+            problem, description, headers = problem_for_exception(exc)
+            return problem_response(request.scope, problem, description, headers)
+        full_page = len(records) == limit and records[-1].id is not None
+        return JSONResponse(
+            {
+                "transitions": [record.to_dict() for record in records],
+                "next_before": records[-1].id if full_page else None,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def live(self, request: Request) -> Response:
+        return JSONResponse({"status": "live"})
+
+    async def ready(self, request: Request) -> Response:
+        """Ready means taking normal traffic: production, and no switch under way."""
+        state = self.controller.state
+        body = {"mode": state.mode.value, "state": state.value}
+        if state is State.PRODUCTION:
+            return JSONResponse({"status": "ready", **body})
+        retry = str(self.controller.retry_after())
+        return JSONResponse(
+            {"status": "not ready", **body}, status_code=503, headers={"Retry-After": retry}
+        )
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _refuse(self, request: Request, bad: AuthError | _BadRequest) -> Response:
+        if isinstance(bad, AuthError):
+            _log.warning(
+                "admin_auth_refused",
+                path=request.url.path,
+                client=_client(request),
+                reason=bad.description,
+            )
+        return problem_response(request.scope, bad.problem, bad.description, bad.headers)
+
+    async def _read_json_body(self, request: Request) -> bytes:
+        """The body, if JSON and small; never reads more than ``max_body`` + one chunk."""
+        content_type = request.headers.get("content-type")
+        if content_type is not None:
+            media = content_type.partition(";")[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                raise _BadRequest(
+                    Problem.UNSUPPORTED_MEDIA_TYPE,
+                    f"server mode requests are JSON (Content-Type: application/json), "
+                    f"not {media or 'an empty media type'!r}",
+                )
+        too_large = _BadRequest(
+            Problem.PAYLOAD_TOO_LARGE,
+            f"the server mode request body is larger than {self.max_body} bytes",
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None and _INTEGER.fullmatch(declared) and int(declared) > self.max_body:
+            raise too_large
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > self.max_body:
+                        raise too_large
+        except TimeoutError:
+            raise _BadRequest(
+                Problem.REQUEST_TIMEOUT,
+                f"the server mode request body did not arrive within {self.body_timeout:g}s",
+                {"Connection": "close"},
+            ) from None
+        return bytes(body)
+
+
+def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
+    """``{"mode": ..., "reason": ...}`` -> (mode name, reason); anything else is a 400."""
+    data = _strict_json(body)
+    if not isinstance(data, dict):
+        raise _BadRequest(
+            Problem.BAD_PARAMETER,
+            f'bad server mode: expected a JSON object like {{"mode": "maintenance"}}, '
+            f"got {_excerpt(body.decode())}",
+        )
+    if "mode" not in data:
+        raise _BadRequest(
+            Problem.BAD_PARAMETER,
+            'missing server mode: expected {"mode": "production"} or {"mode": "maintenance"}',
+        )
+    try:
+        value = data["mode"]
+        # Exactly a mode name (any case): no spaces or control characters around it.
+        if isinstance(value, str) and not re.fullmatch(MODE_PATTERN, value):
+            raise InvalidMode(value)
+        mode = parse_mode(value)
+    except InvalidMode as exc:
+        problem, description, _ = problem_for_exception(exc)
+        raise _BadRequest(problem, description) from None
+    reason = data.get("reason")
+    if reason is not None and (
+        not isinstance(reason, str) or len(reason) > MAX_REASON or not _plain_text(reason)
+    ):
+        raise _BadRequest(
+            Problem.BAD_PARAMETER,
+            f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
+            f"characters, without control characters",
+        )
+    return mode.value, reason
+
+
+def _plain_text(text: str) -> bool:
+    """No control characters (they forge log lines) and no lone surrogates (not storable)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"mode": "production", "mode": "maintenance"} means one thing to a proxy that keeps the
+    # first key and another to json.loads, which keeps the last: refuse the ambiguity.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(f"duplicate key {json.dumps(key)}")
+        data[key] = value
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(body: bytes) -> Any:
+    """The body as JSON: UTF-8, no duplicate keys, no NaN/Infinity; deep nesting is a 400."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadRequest(
+            Problem.BAD_PARAMETER, "bad server mode: the request body is not UTF-8 text"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        raise _BadRequest(Problem.BAD_PARAMETER, f"bad server mode request: {exc}") from None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        raise _BadRequest(
+            Problem.BAD_PARAMETER,
+            f"bad server mode: the request body is not valid JSON: {_excerpt(text)}",
+        ) from None
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,40}")  # long enough for any bound, short enough to parse
+
+
+def _int_param(request: Request, name: str, low: int, high: int | None) -> int | None:
+    """The integer query parameter ``name`` in [low, high], or None when absent."""
+    given = request.query_params.getlist(name)
+    if not given:
+        return None
+    if len(given) > 1:  # which one counts would depend on who reads it: refuse the ambiguity
+        raise _BadRequest(Problem.BAD_PARAMETER, f"bad {name}: given {len(given)} times")
+    raw = given[0]
+    # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+    value = int(raw) if _INTEGER.fullmatch(raw.strip()) else None
+    if value is None or value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _BadRequest(Problem.BAD_PARAMETER, f"bad {name} {_excerpt(raw)}: an integer {bounds}")
+    return value
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _excerpt(text: str) -> str:
+    """What the client sent, shortened and quoted."""
+    return json.dumps(_shorten(text))
+
+
+def _client(request: Request) -> str | None:
+    if request.client is None:
+        return None
+    return f"{request.client.host}:{request.client.port}"
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    if given and len(given) <= MAX_REQUEST_ID and given.isprintable() and given.isascii():
+        return given
+    return uuid.uuid4().hex
+
+
+def admin_routes(
+    controller: ModeController,
+    *,
+    auth: TokenAuth | None = None,
+    stats: RequestStats | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> list[BaseRoute]:
+    """The admin routes, to add to any Starlette (or FastAPI) application's routes."""
+    return AdminRoutes(
+        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+    ).routes()
+
+
+def admin_app(
+    controller: ModeController,
+    *,
+    auth: TokenAuth | None = None,
+    stats: RequestStats | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> Starlette:
+    """The admin routes as an application whose 404, 405 and 500 also use the error body."""
+    routes = admin_routes(
+        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+    )
+    return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)

@@ -1,0 +1,222 @@
+"""The gate as a pure ASGI middleware: classify, admit, count until the response is complete.
+
+Wraps any ASGI app. Each HTTP or WebSocket request is put in a category by the route rules
+and admitted through the controller's gate *before* the app is called; a refusal is answered
+here (503, the error body naming the mode, ``Retry-After``; a WebSocket is closed with 1013).
+An admitted request counts as in flight until its last body chunk has been sent, or until the
+app returns, raises or is cancelled (client gone), whichever comes first; the ticket is
+released exactly once.
+
+The middleware owns the controller's life: the lifespan of the wrapped app starts it (before
+the app's own startup) and closes it (after the app's own shutdown). An app that does not
+speak the lifespan protocol is fine, and so is a server that never sends it (the first
+request starts the controller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from urllib.parse import quote
+
+from servermode.core import ModeController, ServerModeError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
+from .problems import Problem, internal_error_response, problem_for_exception, problem_response
+from .stats import RequestStats, stats_for
+
+__all__ = ["WS_TRY_AGAIN_LATER", "GateMiddleware"]
+
+#: WebSocket close code "Try Again Later" (RFC 6455 registry), sent to a refused connection.
+WS_TRY_AGAIN_LATER = 1013
+
+
+class GateMiddleware:
+    """Gate every request of ``app`` through ``controller``.
+
+    Parameters:
+        app: any ASGI application.
+        controller: the mode controller whose gate admits requests (shared with the admin
+            routes); the middleware starts and closes it.
+        rules: method + path rules that give each request its category.
+        stats: request counters for the status document (default: the controller's).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        controller: ModeController,
+        rules: RouteRules = CONTEXT_SERVICES_RULES,
+        stats: RequestStats | None = None,
+    ) -> None:
+        rules.check(controller.policy)
+        self.app = app
+        self.controller = controller
+        self.rules = rules
+        self.stats = stats if stats is not None else stats_for(controller)
+        self._life = _ControllerLife(controller)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            # HTTP first: this dispatch runs on every request.
+            await self._http(_with_normal_path(scope), receive, send)
+        elif kind == "websocket":
+            await self._websocket(_with_normal_path(scope), receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stats = self.stats
+        stats.request()
+        try:
+            if not self._life.started:
+                await self._life.start()
+            ticket = self.controller.admit(self.rules.classify(scope["method"], scope["path"]))
+        except ServerModeError as exc:  # refused, or the store could not load at first start
+            problem, description, headers = problem_for_exception(exc)
+            response = problem_response(scope, problem, description, headers)
+            stats.response(response.status_code)
+            await response(scope, receive, send)
+            return
+
+        started = False
+
+        async def send_counted(message: Message) -> None:
+            nonlocal started
+            kind = message["type"]
+            if kind == "http.response.start":
+                started = True
+                stats.response(message["status"])
+                await send(message)
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                await send(message)
+                ticket.release()
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        except (Exception, asyncio.CancelledError):
+            if not started and not _being_cancelled():
+                # The app failed before answering: answer in the documented error body rather
+                # than the server's bare 500; the error still propagates, to be logged.
+                ticket.release()
+                stats.response(Problem.INTERNAL_ERROR.status)
+                with contextlib.suppress(Exception):
+                    await internal_error_response(scope)(scope, receive, send)
+            raise
+        finally:
+            ticket.release()
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.stats.request()
+        try:
+            await self._life.start()
+            # A WebSocket handshake is a GET.
+            ticket = self.controller.admit(self.rules.classify("GET", scope["path"]))
+        except ServerModeError:
+            # Closing before accepting refuses the handshake itself.
+            await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": ""})
+            self.stats.response(503)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ticket.release()
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        saw_startup = False
+        failure: Exception | None = None
+
+        async def receive_starting(message_source: Receive = receive) -> Message:
+            nonlocal saw_startup, failure
+            message = await message_source()
+            if message["type"] == "lifespan.startup":
+                saw_startup = True
+                try:
+                    await self._life.start()
+                except Exception as exc:
+                    failure = exc
+                    raise
+            return message
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self._life.close()
+            await send(message)
+
+        try:
+            await self.app(scope, receive_starting, send_closing)
+        except Exception:
+            if failure is not None:
+                await send(_startup_failed(failure))
+                return
+            if saw_startup:
+                raise
+        if not saw_startup:
+            # The app does not speak lifespan (it raised or returned at once): speak it alone.
+            await self._own_lifespan(receive, send)
+
+    async def _own_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._life.start()
+                except Exception as exc:
+                    await send(_startup_failed(exc))
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._life.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _ControllerLife:
+    """Starts the controller exactly once (concurrent first requests wait for one start)."""
+
+    def __init__(self, controller: ModeController) -> None:
+        self._controller = controller
+        self._lock = asyncio.Lock()
+        self.started = False
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        async with self._lock:
+            if not self.started:
+                await self._controller.start()
+                self.started = True
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self.started:
+                self.started = False
+                await self._controller.close()
+
+
+def _being_cancelled() -> bool:
+    """Whether this task is being cancelled (its client is gone), not just seeing the error."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _startup_failed(exc: Exception) -> Message:
+    return {"type": "lifespan.startup.failed", "message": f"servermode could not start: {exc}"}
+
+
+def _with_normal_path(scope: Scope) -> Scope:
+    """The scope with its path in normal form, so that the app routes what was classified."""
+    path = scope["path"]
+    normal = normalise_path(path)
+    if normal == path:
+        return scope
+    scope = dict(scope)
+    scope["path"] = normal
+    scope["raw_path"] = quote(normal).encode("ascii")
+    return scope

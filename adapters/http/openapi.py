@@ -1,0 +1,331 @@
+"""The OpenAPI 3.1 description of the admin routes, as data (served at ``/openapi.json``).
+
+Tests keep it true: its paths and methods are those of the routes, and the answers of the
+running routes validate against its schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .problems import Problem
+
+__all__ = ["MAX_RECORD_ID", "MODE_PATTERN", "OPENAPI", "response_schema"]
+
+#: The largest record id there can be (SQLite's largest rowid): ``before`` is at most this.
+MAX_RECORD_ID = 2**63 - 1
+
+
+def _any_case(*words: str) -> str:
+    """A pattern of ``words`` in any letter case (JSON Schema patterns have no ``(?i)``)."""
+    spelled = ("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
+    return "^(" + "|".join(spelled) + ")$"
+
+
+#: The mode a request may ask for: a mode name in any letter case, nothing around it. The
+#: admin route checks this very pattern, so the document and the route cannot disagree.
+MODE_PATTERN = _any_case("production", "maintenance")
+
+_MODE = {"type": "string", "enum": ["production", "maintenance"]}
+_STATE = {
+    "type": "string",
+    "enum": ["production", "draining_to_maintenance", "maintenance", "draining_to_production"],
+}
+_TIME = {
+    "type": "string",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+    "description": "UTC, yyyy-MM-ddTHH:mm:ss.SSSZ",
+}
+_KB = {"type": "integer", "minimum": 0, "description": "KB"}
+_COUNT = {"type": "integer", "minimum": 0}
+_COUNTS = {"type": "object", "additionalProperties": _COUNT}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "The Context Services error body.",
+        "required": ["http_method", "title", "description", "code", "uri"],
+        "properties": {
+            "http_method": {"type": "string"},
+            "title": {"type": "string", "enum": sorted({p.title for p in Problem})},
+            "description": {"type": "string"},
+            "code": {"type": "integer", "enum": [p.code for p in Problem]},
+            "uri": {"type": "string"},
+        },
+        "additionalProperties": False,
+    },
+    "ModeRequest": {
+        "type": "object",
+        "required": ["mode"],
+        "properties": {
+            "mode": {
+                "type": "string",
+                "pattern": MODE_PATTERN,
+                "description": "production or maintenance, case-insensitive",
+                "examples": ["maintenance"],
+            },
+            "reason": {
+                "type": ["string", "null"],
+                "maxLength": 500,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+                "description": "kept in the audit (null: none)",
+            },
+        },
+    },
+    "ModeChanged": {
+        "type": "object",
+        "required": ["server changed"],
+        "properties": {"server changed": _MODE},
+        "additionalProperties": False,
+    },
+    "Status": {
+        "type": "object",
+        "required": [
+            "version",
+            "system_time",
+            "mode",
+            "started",
+            "last_request",
+            "max_memory",
+            "allocated_memory",
+            "free_memory",
+            "used_memory",
+            "request_today",
+            "client_errors_today",
+            "server_errors_today",
+            "state",
+            "since",
+            "in_flight",
+            "drain_timeout",
+            "timeout_policy",
+        ],
+        "properties": {
+            "version": {"type": "string"},
+            "system_time": _TIME,
+            "mode": _MODE,
+            "started": _TIME,
+            "last_request": {"anyOf": [_TIME, {"type": "null"}]},
+            "max_memory": _KB,
+            "allocated_memory": _KB,
+            "free_memory": _KB,
+            "used_memory": _KB,
+            "request_today": _COUNT,
+            "client_errors_today": _COUNT,
+            "server_errors_today": _COUNT,
+            "state": _STATE,
+            "since": _TIME,
+            "in_flight": {**_COUNTS, "description": "counted requests in flight, per category"},
+            "drain_timeout": {"type": "number", "minimum": 0},
+            "timeout_policy": {"type": "string", "enum": ["force", "rollback"]},
+            "target": {**_MODE, "description": "only while draining"},
+            "drain_started": {**_TIME, "description": "only while draining"},
+            "deadline": {**_TIME, "description": "only while draining"},
+        },
+        "additionalProperties": False,
+    },
+    "Transition": {
+        "type": "object",
+        "required": ["id", "from_state", "to_state", "target_mode", "outcome", "at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "from_state": _STATE,
+            "to_state": _STATE,
+            "trigger": _TEXT_OR_NULL,
+            "target_mode": _MODE,
+            "outcome": {
+                "type": "string",
+                "enum": [
+                    "completed",
+                    "forced",
+                    "rolled_back",
+                    "cancelled",
+                    "noop",
+                    "refused",
+                    "failed",
+                    "recovered",
+                    "initialized",
+                ],
+            },
+            "at": {"type": "string", "description": "ISO 8601"},
+            "duration_ms": {"type": "number"},
+            "actor": _TEXT_OR_NULL,
+            "client": _TEXT_OR_NULL,
+            "request_id": _TEXT_OR_NULL,
+            "reason": _TEXT_OR_NULL,
+            "in_flight": _COUNTS,
+            "stragglers": _COUNTS,
+        },
+        "additionalProperties": False,
+    },
+    "TransitionPage": {
+        "type": "object",
+        "required": ["transitions", "next_before"],
+        "properties": {
+            "transitions": {"type": "array", "items": _ref("Transition")},
+            "next_before": {
+                "type": ["integer", "null"],
+                "description": "pass as ?before= for the next page; null on the last page",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["live", "ready", "not ready"]},
+            "mode": _MODE,
+            "state": _STATE,
+        },
+        "additionalProperties": False,
+    },
+}
+
+_READ_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+
+PATHS: dict[str, Any] = {
+    "/server/mode": {
+        "post": {
+            "summary": "Switch the server mode; answers once the switch is complete",
+            "operationId": "setServerMode",
+            "security": [{}, {"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ModeRequest")}},
+            },
+            "responses": {
+                "200": {
+                    **_json(_ref("ModeChanged"), "the mode in force now"),
+                    "headers": {
+                        "Location": {"schema": {"type": "string", "const": "/server/status"}}
+                    },
+                },
+                "400": _error("bad, missing or non-string mode; malformed JSON"),
+                "401": _error("no or wrong bearer token (when an admin token is configured)"),
+                "403": _error("the read token cannot change the mode"),
+                "405": _error("method not allowed"),
+                "408": _error("the body did not arrive within the body timeout"),
+                "413": _error("body over the size limit"),
+                "415": _error("body not JSON"),
+                "503": {
+                    **_error(
+                        "a switch is under way, the drain timed out under the rollback policy, "
+                        "or the state could not be saved: the mode did not change"
+                    ),
+                    "headers": _RETRY_AFTER,
+                },
+            },
+        }
+    },
+    "/server/status": {
+        "get": {
+            "summary": "Server status: Context Services fields, state and drain",
+            "operationId": "getServerStatus",
+            "security": _READ_SECURITY,
+            "responses": {
+                "200": _json(_ref("Status"), "the status"),
+                "401": _error("no or wrong bearer token (when a read token is configured)"),
+            },
+        }
+    },
+    "/server/transitions": {
+        "get": {
+            "summary": "Recent transition records, newest first",
+            "operationId": "getTransitions",
+            "security": _READ_SECURITY,
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                },
+                {
+                    "name": "before",
+                    "in": "query",
+                    "description": "only records with a smaller id",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECORD_ID},
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("TransitionPage"), "a page of records"),
+                "400": _error("bad limit or before"),
+                "401": _error("no or wrong bearer token (when a read token is configured)"),
+                "503": _error("the store could not be read"),
+            },
+        }
+    },
+    "/health/live": {
+        "get": {
+            "summary": "Liveness: 200 while the process serves",
+            "operationId": "getLive",
+            "security": [{}],
+            "responses": {"200": _json(_ref("Health"), "alive")},
+        }
+    },
+    "/health/ready": {
+        "get": {
+            "summary": "Readiness: 200 only in production",
+            "operationId": "getReady",
+            "security": [{}],
+            "responses": {
+                "200": _json(_ref("Health"), "in production"),
+                "503": {
+                    **_json(_ref("Health"), "in maintenance or switching"),
+                    "headers": _RETRY_AFTER,
+                },
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "operationId": "getOpenApi",
+            "security": [{}],
+            "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+        }
+    },
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "servermode",
+        "version": "1",
+        "description": (
+            "Switch a server between production and maintenance mode safely "
+            "(Context Services 'Set Server Mode' compatible)."
+        ),
+    },
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+}
+
+
+def response_schema(path: str, method: str, status: int) -> dict[str, Any] | None:
+    """The documented JSON schema of one answer, self-contained (its $refs resolve)."""
+    response = PATHS[path][method.lower()]["responses"][str(status)]
+    content = response.get("content")
+    if content is None:
+        return None
+    return {**content["application/json"]["schema"], "components": {"schemas": SCHEMAS}}

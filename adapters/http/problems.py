@@ -1,0 +1,190 @@
+"""The Context Services error body, and which HTTP answer each failure gets (one table).
+
+Every 4xx/5xx answer of servermode, from the admin routes and from the gate middleware alike,
+is ``{"http_method", "title", "description", "code", "uri"}``: ``code`` is a four-digit
+application code (the HTTP status's first two digits, then two of detail; 4020 for a bad
+parameter is Context Services' own), ``uri`` the full request URI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import Any
+
+from servermode.core import (
+    InvalidMode,
+    ModeChangeFailed,
+    Refused,
+    ServerModeError,
+    StoreError,
+    SwitchInProgress,
+)
+from starlette.datastructures import URL
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Scope
+
+__all__ = [
+    "ERROR_HANDLERS",
+    "EXCEPTION_PROBLEMS",
+    "Problem",
+    "error_body",
+    "internal_error_response",
+    "problem_for_exception",
+    "problem_for_status",
+    "problem_response",
+    "refusal_description",
+]
+
+
+class Problem(Enum):
+    """Each kind of error answer: HTTP status, title, application code."""
+
+    BAD_PARAMETER = (400, "bad parameter", 4020)
+    UNAUTHORIZED = (401, "unauthorized", 4010)
+    FORBIDDEN = (403, "forbidden", 4030)
+    NOT_FOUND = (404, "not found", 4040)
+    METHOD_NOT_ALLOWED = (405, "method not allowed", 4050)
+    REQUEST_TIMEOUT = (408, "request timeout", 4080)
+    PAYLOAD_TOO_LARGE = (413, "payload too large", 4130)
+    UNSUPPORTED_MEDIA_TYPE = (415, "unsupported media type", 4150)
+    INTERNAL_ERROR = (500, "internal server error", 5000)
+    UNAVAILABLE_IN_MODE = (503, "service unavailable", 5030)
+    SWITCH_IN_PROGRESS = (503, "mode switch in progress", 5031)
+    MODE_NOT_CHANGED = (503, "mode not changed", 5032)
+    STORE_UNAVAILABLE = (503, "state store unavailable", 5033)
+
+    def __init__(self, status: int, title: str, code: int) -> None:
+        self.status = status
+        self.title = title
+        self.code = code
+
+
+def refusal_description(refused: Refused) -> str:
+    """What a request refused by the mode is told: the mode (or the switch) that refuses it."""
+    state = refused.state
+    if state.is_draining:
+        return (
+            f"the operation is unavailable while the server is switching from {state.mode} "
+            f"to {state.target} mode ({refused.category} request)"
+        )
+    return (
+        f"the operation is unavailable while the server is in {state.mode} mode "
+        f"({refused.category} request)"
+    )
+
+
+def _switch_in_progress(exc: SwitchInProgress) -> str:
+    state = exc.state
+    return (
+        f"the operation is unavailable while the server is switching from {state.mode} "
+        f"to {state.target} mode (mode change; retry in {exc.retry_after}s)"
+    )
+
+
+def _invalid_mode(exc: InvalidMode) -> str:
+    shown = json.dumps(exc.value, default=repr)
+    return f'bad server mode {shown}: expected "production" or "maintenance"'
+
+
+def _not_changed(exc: ServerModeError) -> str:
+    return f"the server mode did not change: {exc}"
+
+
+# Core exception -> answer, most specific first; the describer turns the facts into words.
+EXCEPTION_PROBLEMS: tuple[tuple[type[ServerModeError], Problem, Callable[[Any], str]], ...] = (
+    (InvalidMode, Problem.BAD_PARAMETER, _invalid_mode),
+    (Refused, Problem.UNAVAILABLE_IN_MODE, refusal_description),
+    (SwitchInProgress, Problem.SWITCH_IN_PROGRESS, _switch_in_progress),
+    (ModeChangeFailed, Problem.MODE_NOT_CHANGED, _not_changed),
+    (StoreError, Problem.STORE_UNAVAILABLE, _not_changed),
+)
+
+_BY_STATUS: Mapping[int, Problem] = {
+    problem.status: problem
+    for problem in reversed(Problem)  # the first problem of each status wins
+}
+
+
+def problem_for_status(status: int) -> Problem:
+    """The problem a bare HTTP status stands for (404, 405, ...); 500 when unknown."""
+    return _BY_STATUS.get(status, Problem.INTERNAL_ERROR)
+
+
+def problem_for_exception(exc: ServerModeError) -> tuple[Problem, str, dict[str, str]]:
+    """The answer to a core exception: problem, description and extra headers."""
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
+    for kind, problem, describe in EXCEPTION_PROBLEMS:
+        if isinstance(exc, kind):
+            return problem, describe(exc), headers
+    return Problem.INTERNAL_ERROR, str(exc), headers
+
+
+def error_body(scope: Scope, problem: Problem, description: str) -> dict[str, Any]:
+    method = scope.get("method", "GET" if scope.get("type") == "websocket" else "")
+    return {
+        "http_method": method,
+        "title": problem.title,
+        "description": description,
+        "code": problem.code,
+        "uri": str(URL(scope=scope)),
+    }
+
+
+def problem_response(
+    scope: Scope,
+    problem: Problem,
+    description: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The error answer as a Starlette response (itself an ASGI app, usable from middleware)."""
+    body = json.dumps(error_body(scope, problem, description), separators=(",", ":"))
+    return Response(
+        body,
+        status_code=problem.status,
+        headers=dict(headers or {}),
+        media_type="application/json",
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    problem = problem_for_status(exc.status_code)
+    if problem is Problem.METHOD_NOT_ALLOWED:
+        allowed = (exc.headers or {}).get("Allow", "")
+        description = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
+    elif problem is Problem.NOT_FOUND:
+        description = f"no resource at {request.url.path}"
+    else:
+        description = exc.detail
+    return problem_response(request.scope, problem, description, exc.headers)
+
+
+def internal_error_response(scope: Scope) -> Response:
+    """The answer to a request the application failed on.
+
+    ``Connection: close``: the ASGI server closes the connection after an application error
+    (uvicorn does), so the client is told not to send another request on it, which would
+    otherwise race the close and be reset.
+    """
+    return problem_response(
+        scope,
+        Problem.INTERNAL_ERROR,
+        "the server failed to answer this request",
+        {"Connection": "close"},
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # The server logs the traceback; the client gets the error body, never the traceback.
+    return internal_error_response(request.scope)
+
+
+#: Exception handlers that answer Starlette's own errors with the error body.
+ERROR_HANDLERS: Mapping[Any, Any] = {HTTPException: _http_error, Exception: _internal_error}

@@ -1,0 +1,1 @@
+"""The driven side: where the mode and its history are kept (SQLite), and the store factory."""

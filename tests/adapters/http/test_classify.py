@@ -1,0 +1,181 @@
+"""Route rules: the Context Services preset, path normal form, rules as data."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from servermode.adapters.http.classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
+from servermode.core import CONTEXT_SERVICES
+
+
+class TestPreset:
+    @pytest.mark.parametrize(
+        ("method", "path", "category"),
+        [
+            ("GET", "/metadata/profiles/extensions", "schema_read"),
+            ("HEAD", "/metadata/identification-keys", "schema_read"),
+            ("POST", "/metadata/profiles/extensions", "schema"),
+            ("DELETE", "/metadata/services/extensions/x", "schema"),
+            ("GET", "/profiles/42", "profile"),
+            ("PUT", "/customers/7", "profile"),
+            ("GET", "/services/9/states", "service"),
+            ("POST", "/server/mode", "admin"),
+            ("GET", "/server/mode", "server"),
+            ("GET", "/server/status", "server"),
+            ("GET", "/server/transitions", "server"),
+            ("GET", "/health/ready", "server"),
+            ("GET", "/openapi.json", "server"),
+            ("GET", "/", "service"),
+            ("GET", "/metadatax", "service"),  # a prefix matches whole segments only
+            ("GET", "/PROFILES/1", "profile"),  # case does not escape a category
+        ],
+    )
+    def test_context_services_categories(self, method: str, path: str, category: str) -> None:
+        """The preset puts each Context Services route in its documented category."""
+        assert CONTEXT_SERVICES_RULES.classify(method, path) == category
+
+    def test_preset_names_only_policy_categories(self) -> None:
+        """Every category of the preset is one the Context Services policy knows."""
+        CONTEXT_SERVICES_RULES.check(CONTEXT_SERVICES)
+
+
+class TestNormalPath:
+    @pytest.mark.parametrize(
+        ("raw", "normal"),
+        [
+            ("/profiles/1", "/profiles/1"),
+            ("/server/../profiles/1", "/profiles/1"),
+            ("/server//status", "/server/status"),
+            ("/./server/./status", "/server/status"),
+            ("/../../profiles", "/profiles"),
+            ("/profiles/1/", "/profiles/1/"),
+            ("/profiles/1/..", "/profiles/"),
+            ("//", "/"),
+            ("", "/"),
+        ],
+    )
+    def test_normal_form(self, raw: str, normal: str) -> None:
+        """Dot segments are resolved and repeated slashes collapsed."""
+        assert normalise_path(raw) == normal
+
+    @pytest.mark.parametrize(
+        ("decoded_path", "category"),
+        [
+            ("/server/../profiles/1", "profile"),
+            ("/profiles/../../server/status", "server"),
+            ("/server//..//profiles/1", "profile"),
+            # %2F arrives decoded from the server; its segments classify like real slashes.
+            ("/server%2F..%2Fprofiles/1".replace("%2F", "/"), "profile"),
+        ],
+    )
+    def test_traversal_cannot_borrow_a_category(self, decoded_path: str, category: str) -> None:
+        """A path is classified by where it really leads, not by its first segment."""
+        normal = normalise_path(decoded_path)
+        assert CONTEXT_SERVICES_RULES.classify("GET", normal) == category
+
+
+class TestRulesAsData:
+    def test_first_matching_rule_wins_and_default_catches_the_rest(self) -> None:
+        """Order decides; unmatched requests get the default category."""
+        rules = RouteRules.from_table(
+            [("GET", "/a", "schema_read"), ("*", "/a", "schema")], default="profile"
+        )
+        assert rules.classify("get", "/a/1") == "schema_read"
+        assert rules.classify("POST", "/a/1") == "schema"
+        assert rules.classify("GET", "/b") == "profile"
+
+    def test_from_json(self) -> None:
+        """Rules load from JSON data with methods, path and category."""
+        rules = RouteRules.from_json(
+            {
+                "default": "service",
+                "rules": [
+                    {"methods": ["GET"], "path": "/reports", "category": "schema_read"},
+                    {"path": "/jobs", "category": "schema"},
+                ],
+            }
+        )
+        assert rules.classify("GET", "/reports/1") == "schema_read"
+        assert rules.classify("DELETE", "/jobs/1") == "schema"
+        assert rules.classify("GET", "/else") == "service"
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            {"rules": []},
+            {"default": "service"},
+            {"default": "service", "rules": [{"path": "/x"}]},
+            {"default": "service", "rules": [{"path": 5, "category": "schema"}]},
+            {"default": "service", "rules": [{"path": "x", "category": "schema"}]},
+            {"default": "service", "rules": ["nonsense"]},
+        ],
+    )
+    def test_bad_json_rules_are_rejected(self, data: dict[str, object]) -> None:
+        """Malformed rules raise ValueError with a message."""
+        with pytest.raises(ValueError):
+            RouteRules.from_json(data)
+
+    def test_unknown_categories_are_reported(self) -> None:
+        """check() names the categories the policy does not know."""
+        rules = RouteRules.from_table([("*", "/x", "reports")], default="billing")
+        with pytest.raises(ValueError, match=r"\['billing', 'reports'\]"):
+            rules.check(CONTEXT_SERVICES)
+
+
+def _reference_normal(path: str) -> str:
+    """The normal form by the definition: resolve every segment (no shortcut)."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    normal = "/" + "/".join(segments)
+    return normal + "/" if segments and path.endswith(("/", "/.", "/..")) else normal
+
+
+def _reference_classify(rules: RouteRules, method: str, path: str) -> str:
+    """The first rule in order whose methods and whole-segment prefix match, by definition."""
+    method, path = method.upper(), path.lower()
+    for rule in rules.rules:
+        if rule.methods is not None and method not in rule.methods:
+            continue
+        if rule.key == "/" or path == rule.key or path.startswith(rule.key + "/"):
+            return rule.category
+    return rules.default
+
+
+_SEGMENTS = st.sampled_from(["a", "b", "ab", "A", ".", "..", "", "x.y"])
+_PATHS = st.lists(_SEGMENTS, max_size=5).map(lambda parts: "/" + "/".join(parts))
+_PREFIXES = st.lists(st.sampled_from(["a", "b", "ab"]), max_size=3).map(
+    lambda parts: "/" + "/".join(parts)
+)
+_METHOD_SPECS = st.sampled_from(["*", "GET", "POST", "GET HEAD", "PUT POST"])
+
+
+class TestLookupTables:
+    """Classification's precomputed tables and the normal-form shortcut change no answer."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(path=st.one_of(_PATHS, st.text(alphabet="/.ab", max_size=12)))
+    def test_normal_form_matches_the_definition(self, path: str) -> None:
+        """normalise_path (with its shortcut for normal paths) agrees with the full resolution."""
+        assert normalise_path(path) == _reference_normal(path)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        rows=st.lists(
+            st.tuples(_METHOD_SPECS, _PREFIXES, st.sampled_from(["p", "q", "r"])), max_size=6
+        ),
+        method=st.sampled_from(["GET", "post", "HEAD", "PUT", "DELETE"]),
+        path=_PATHS,
+    )
+    def test_classify_matches_a_linear_scan(
+        self, rows: list[tuple[str, str, str]], method: str, path: str
+    ) -> None:
+        """classify gives the category of the first matching rule, as a scan of all rules does."""
+        rules = RouteRules.from_table(rows, default="d")
+        normal = normalise_path(path)
+        assert rules.classify(method, normal) == _reference_classify(rules, method, normal)

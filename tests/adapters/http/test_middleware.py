@@ -1,0 +1,453 @@
+"""The gate middleware: admission before the app, refusals, in-flight accounting, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from servermode.adapters.http.classify import RouteRules
+from servermode.adapters.http.middleware import WS_TRY_AGAIN_LATER, GateMiddleware
+from servermode.core import InMemoryStore, ModeController
+
+from ..asgi import Message, Peer, http_scope, ws_scope
+
+pytestmark = pytest.mark.timeout(10)
+
+REQUEST = {"type": "http.request", "body": b"", "more_body": False}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def ok_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def started(controller: ModeController) -> ModeController:
+    await controller.start()
+    return controller
+
+
+class TestAdmission:
+    def test_admitted_request_reaches_the_app(self) -> None:
+        """A request the mode admits is passed to the app and answered by it."""
+
+        async def scenario() -> Peer:
+            gate = GateMiddleware(ok_app, await started(ModeController()))
+            peer = Peer(REQUEST)
+            await gate(http_scope(path="/profiles/1"), peer.receive, peer.send)
+            return peer
+
+        peer = run(scenario())
+        assert (peer.status, peer.body) == (200, b"ok")
+
+    def test_refused_request_gets_503_naming_the_mode(self) -> None:
+        """A request the mode refuses never reaches the app: 503, error body, Retry-After."""
+        called = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            called.append(scope["path"])
+
+        async def scenario() -> Peer:
+            controller = ModeController(initial_mode="maintenance", refusal_retry_after=42)
+            gate = GateMiddleware(app, await started(controller))
+            peer = Peer(REQUEST)
+            await gate(http_scope(path="/profiles/1"), peer.receive, peer.send)
+            return peer
+
+        peer = run(scenario())
+        assert called == []
+        assert peer.status == 503
+        assert peer.headers["retry-after"] == "42"
+        assert json.loads(peer.body) == {
+            "http_method": "GET",
+            "title": "service unavailable",
+            "description": "the operation is unavailable while the server is in maintenance "
+            "mode (profile request)",
+            "code": 5030,
+            "uri": "http://testserver/profiles/1",
+        }
+
+    def test_refusal_while_switching_says_so(self) -> None:
+        """While draining, requests of both modes are refused, saying a switch is under way."""
+
+        async def scenario() -> tuple[Peer, Peer]:
+            controller = await started(ModeController(drain_timeout=5))
+            gate = GateMiddleware(ok_app, controller)
+            ticket = controller.admit("profile")
+            switch = asyncio.create_task(controller.set_mode("maintenance"))
+            await asyncio.sleep(0.01)
+            profile, schema = Peer(REQUEST), Peer(REQUEST)
+            await gate(http_scope("GET", "/profiles/1"), profile.receive, profile.send)
+            await gate(http_scope("POST", "/metadata/x"), schema.receive, schema.send)
+            ticket.release()
+            await switch
+            return profile, schema
+
+        profile, schema = run(scenario())
+        for peer in (profile, schema):
+            assert peer.status == 503
+            assert 1 <= int(peer.headers["retry-after"]) <= 5
+            assert (
+                "switching from production to maintenance" in json.loads(peer.body)["description"]
+            )
+
+    def test_rules_must_name_known_categories(self) -> None:
+        """Rules naming a category the policy lacks are rejected when the middleware is built."""
+        rules = RouteRules.from_table([("*", "/x", "nonsense")], default="profile")
+        with pytest.raises(ValueError, match="nonsense"):
+            GateMiddleware(ok_app, ModeController(), rules)
+
+    def test_classification_uses_the_normal_path(self) -> None:
+        """Dot segments cannot carry a profile request into the always-open server category."""
+        seen: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["path"])
+            await ok_app(scope, receive, send)
+
+        async def scenario() -> Peer:
+            controller = await started(ModeController(initial_mode="maintenance"))
+            gate = GateMiddleware(app, controller)
+            escaped = Peer(REQUEST)
+            await gate(http_scope(path="/server/../profiles/1"), escaped.receive, escaped.send)
+            status = Peer(REQUEST)
+            await gate(http_scope(path="/profiles/..//server/status"), status.receive, status.send)
+            return escaped
+
+        escaped = run(scenario())
+        assert escaped.status == 503
+        # What the app routes is what was classified.
+        assert seen == ["/server/status"]
+
+
+class TestInFlight:
+    def test_counted_until_the_last_body_chunk_is_sent(self) -> None:
+        """A streamed response counts as in flight until its final chunk has been sent."""
+        counts: list[tuple[str, int]] = []
+
+        async def scenario() -> None:
+            controller = await started(ModeController())
+
+            async def streaming(scope: Any, receive: Any, send: Any) -> None:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                for part in (b"a", b"b"):
+                    await send({"type": "http.response.body", "body": part, "more_body": True})
+                    counts.append(("streaming", controller.gate.in_flight()["profile"]))
+                await send({"type": "http.response.body", "body": b"c", "more_body": False})
+                counts.append(("after last chunk", controller.gate.in_flight()["profile"]))
+
+            peer = Peer(REQUEST)
+            await GateMiddleware(streaming, controller)(
+                http_scope(path="/profiles/1"), peer.receive, peer.send
+            )
+            counts.append(("returned", controller.gate.in_flight()["profile"]))
+
+        run(scenario())
+        assert counts == [
+            ("streaming", 1),
+            ("streaming", 1),
+            ("after last chunk", 0),
+            ("returned", 0),
+        ]
+
+    def test_released_once_when_the_app_raises(self) -> None:
+        """An app that fails still releases its request, and the error propagates."""
+
+        async def scenario() -> dict[str, int]:
+            controller = await started(ModeController())
+
+            async def broken(scope: Any, receive: Any, send: Any) -> None:
+                raise RuntimeError("boom")
+
+            peer = Peer(REQUEST)
+            with pytest.raises(RuntimeError, match="boom"):
+                await GateMiddleware(broken, controller)(
+                    http_scope(path="/services/1"), peer.receive, peer.send
+                )
+            return controller.gate.in_flight()
+
+        assert run(scenario())["service"] == 0
+
+    def test_released_when_the_request_is_cancelled(self) -> None:
+        """A client that goes away (the task is cancelled) releases its request."""
+
+        async def scenario() -> tuple[int, int]:
+            controller = await started(ModeController())
+
+            async def slow(scope: Any, receive: Any, send: Any) -> None:
+                await asyncio.sleep(10)
+
+            peer = Peer(REQUEST)
+            task = asyncio.create_task(
+                GateMiddleware(slow, controller)(
+                    http_scope(path="/profiles/1"), peer.receive, peer.send
+                )
+            )
+            await asyncio.sleep(0.01)
+            during = controller.gate.total_in_flight
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return during, controller.gate.total_in_flight
+
+        assert run(scenario()) == (1, 0)
+
+    def test_released_when_sending_fails(self) -> None:
+        """A send that fails (client disconnected mid-body) still releases exactly once."""
+
+        async def scenario() -> int:
+            controller = await started(ModeController())
+
+            async def failing_send(message: Message) -> None:
+                if message["type"] == "http.response.body":
+                    raise OSError("client disconnected")
+
+            peer = Peer(REQUEST)
+            with pytest.raises(OSError):
+                await GateMiddleware(ok_app, controller)(
+                    http_scope(path="/profiles/1"), peer.receive, failing_send
+                )
+            return controller.gate.total_in_flight
+
+        assert run(scenario()) == 0
+
+    def test_a_drain_waits_for_a_streaming_response(self) -> None:
+        """A switch requested mid-stream completes only after the stream's last chunk."""
+        events: list[str] = []
+
+        async def scenario() -> None:
+            controller = await started(ModeController(drain_timeout=5))
+            release_last = asyncio.Event()
+
+            async def streaming(scope: Any, receive: Any, send: Any) -> None:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"a", "more_body": True})
+                await release_last.wait()
+                events.append("last chunk")
+                await send({"type": "http.response.body", "body": b"b"})
+
+            peer = Peer(REQUEST)
+            request = asyncio.create_task(
+                GateMiddleware(streaming, controller)(
+                    http_scope(path="/profiles/1"), peer.receive, peer.send
+                )
+            )
+            await asyncio.sleep(0.01)
+            switch = asyncio.create_task(controller.set_mode("maintenance"))
+            await asyncio.sleep(0.05)
+            events.append(f"switch done: {switch.done()}")
+            release_last.set()
+            record = await switch
+            events.append(str(record.outcome))
+            await request
+
+        run(scenario())
+        assert events == ["switch done: False", "last chunk", "completed"]
+
+    def test_uncounted_categories_are_not_in_flight(self) -> None:
+        """Status requests (category server) are admitted but never counted."""
+
+        async def scenario() -> int:
+            controller = await started(ModeController())
+            observed = []
+
+            async def app(scope: Any, receive: Any, send: Any) -> None:
+                observed.append(controller.gate.total_in_flight)
+                await ok_app(scope, receive, send)
+
+            peer = Peer(REQUEST)
+            await GateMiddleware(app, controller)(
+                http_scope(path="/server/status"), peer.receive, peer.send
+            )
+            return observed[0]
+
+        assert run(scenario()) == 0
+
+
+class TestWebSocket:
+    def test_refused_websocket_is_closed_with_1013(self) -> None:
+        """A WebSocket the mode refuses is closed before acceptance with code 1013."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise AssertionError("the app must not see a refused connection")
+
+        async def scenario() -> Peer:
+            controller = await started(ModeController(initial_mode="maintenance"))
+            peer = Peer({"type": "websocket.connect"})
+            await GateMiddleware(app, controller)(
+                ws_scope("/profiles/live"), peer.receive, peer.send
+            )
+            return peer
+
+        peer = run(scenario())
+        assert peer.sent == [{"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": ""}]
+
+    def test_admitted_websocket_counts_until_it_ends(self) -> None:
+        """An open WebSocket is in flight; it is released when the app returns."""
+
+        async def scenario() -> tuple[int, int]:
+            controller = await started(ModeController())
+            during = []
+
+            async def app(scope: Any, receive: Any, send: Any) -> None:
+                await receive()
+                await send({"type": "websocket.accept"})
+                during.append(controller.gate.in_flight()["profile"])
+                await send({"type": "websocket.close", "code": 1000})
+
+            peer = Peer({"type": "websocket.connect"})
+            await GateMiddleware(app, controller)(
+                ws_scope("/profiles/live"), peer.receive, peer.send
+            )
+            return during[0], controller.gate.in_flight()["profile"]
+
+        assert run(scenario()) == (1, 0)
+
+
+class FlakyStore(InMemoryStore):
+    def load(self) -> Any:
+        raise OSError("disk on fire")
+
+
+STARTUP = {"type": "lifespan.startup"}
+SHUTDOWN = {"type": "lifespan.shutdown"}
+
+
+class TestLifespan:
+    def test_lifespan_passes_through_and_starts_the_controller_once(self) -> None:
+        """The app sees its lifespan; the controller starts before it and closes after it."""
+        order: list[str] = []
+
+        class Tracked(ModeController):
+            async def start(self) -> Any:
+                order.append("controller start")
+                return await super().start()
+
+            async def close(self) -> None:
+                order.append("controller close")
+                await super().close()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                order.append("request")
+                await ok_app(scope, receive, send)
+                return
+            while True:
+                message = await receive()
+                order.append(f"app {message['type']}")
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+        async def scenario() -> Peer:
+            gate = GateMiddleware(app, Tracked())
+            peer = Peer(STARTUP)
+            lifespan = asyncio.create_task(
+                gate({"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send)
+            )
+            await asyncio.sleep(0.01)
+            request = Peer(REQUEST)
+            await gate(http_scope(path="/server/status"), request.receive, request.send)
+            peer.queue.put_nowait(SHUTDOWN)
+            await lifespan
+            return peer
+
+        peer = run(scenario())
+        assert peer.types() == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        assert order == [
+            "controller start",
+            "app lifespan.startup",
+            "request",
+            "app lifespan.shutdown",
+            "controller close",
+        ]
+
+    def test_app_without_lifespan_support(self) -> None:
+        """An app that rejects the lifespan scope still gets a started controller."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                raise ValueError("no lifespan here")
+            await ok_app(scope, receive, send)
+
+        async def scenario() -> tuple[Peer, bool]:
+            controller = ModeController(InMemoryStore())
+            peer = Peer(STARTUP, SHUTDOWN)
+            await GateMiddleware(app, controller)(
+                {"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send
+            )
+            return peer, bool(await controller.history())
+
+        peer, has_history = run(scenario())
+        assert peer.types() == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        assert has_history  # the controller started: the initial mode was recorded
+
+    def test_store_failure_fails_startup(self) -> None:
+        """A store that cannot load makes the startup fail with a message, not a traceback."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+
+        async def scenario() -> Peer:
+            peer = Peer(STARTUP)
+            await GateMiddleware(app, ModeController(FlakyStore()))(
+                {"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send
+            )
+            return peer
+
+        peer = run(scenario())
+        assert peer.types() == ["lifespan.startup.failed"]
+        assert "disk on fire" in peer.sent[0]["message"]
+
+    def test_first_request_starts_the_controller_without_lifespan(self) -> None:
+        """With no lifespan at all, concurrent first requests start the controller once."""
+        starts = []
+
+        class Counting(ModeController):
+            async def start(self) -> Any:
+                starts.append(1)
+                await asyncio.sleep(0.01)
+                return await super().start()
+
+        async def scenario() -> list[int]:
+            gate = GateMiddleware(ok_app, Counting())
+            peers = [Peer(REQUEST) for _ in range(5)]
+            await asyncio.gather(
+                *(gate(http_scope(path="/profiles/1"), p.receive, p.send) for p in peers)
+            )
+            return [p.status for p in peers]
+
+        assert run(scenario()) == [200] * 5
+        assert starts == [1]
+
+    def test_request_answers_503_when_the_store_cannot_start(self) -> None:
+        """Without lifespan, a store failure at first start answers 503, not 500."""
+
+        async def scenario() -> Peer:
+            peer = Peer(REQUEST)
+            await GateMiddleware(ok_app, ModeController(FlakyStore()))(
+                http_scope(path="/profiles/1"), peer.receive, peer.send
+            )
+            return peer
+
+        peer = run(scenario())
+        assert peer.status == 503
+        assert json.loads(peer.body)["code"] == 5033
+
+    def test_other_scope_types_pass_through(self) -> None:
+        """Scopes other than http, websocket and lifespan go to the app untouched."""
+        seen = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["type"])
+
+        run(GateMiddleware(app, ModeController())({"type": "custom"}, Peer().receive, Peer().send))
+        assert seen == ["custom"]
