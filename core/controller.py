@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+
+import structlog
 
 from .audit import AuditLog
 from .errors import (
@@ -29,6 +31,12 @@ from .store import InMemoryStore, Store
 __all__ = ["ModeController", "ModeStatus"]
 
 T = TypeVar("T")
+
+#: Called with the draining state when a drain begins (the gate already refuses what that
+#: state refuses); returns the long-lived connections it closed, per category, or None.
+DrainListener = Callable[[State], Mapping[str, int] | None]
+
+_log = structlog.get_logger("servermode")
 
 _START = {Mode.MAINTENANCE: Trigger.START_MAINTENANCE, Mode.PRODUCTION: Trigger.START_PRODUCTION}
 
@@ -87,6 +95,7 @@ class _Drain:
     deadline_at: datetime
     ended: asyncio.Future[None]  # resolved by the first of: drained, cancelled, timed out
     in_flight: dict[str, int] = field(default_factory=dict)
+    closed: dict[str, int] = field(default_factory=dict)
     task: asyncio.Task[TransitionRecord] | None = None
     drained: bool = False
     cancelled: _Context | None = None  # who asked to cancel, once someone has
@@ -128,6 +137,16 @@ class ModeController:
         self._since = utc_now()
         self._drain: _Drain | None = None
         self._started = False
+        self._drain_listeners: list[DrainListener] = []
+
+    def add_drain_listener(self, listener: DrainListener) -> None:
+        """Call ``listener(state)`` whenever a drain begins, once the gate refuses new requests.
+
+        For what a drain cannot wait out: the HTTP adapter closes the open WebSockets whose
+        category the target refuses. What it returns (connections closed per category) is the
+        transition record's ``closed``. A listener that raises is logged and ignored.
+        """
+        self._drain_listeners.append(listener)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -291,7 +310,21 @@ class ModeController:
         )
         self._drain = drain
         drain.in_flight = self.gate.begin_drain(state, drain.deadline, _resolver(loop, drain))
+        drain.closed = self._notify_drain(state)
         return drain
+
+    def _notify_drain(self, state: State) -> dict[str, int]:
+        closed: dict[str, int] = {}
+        for listener in self._drain_listeners:
+            try:
+                counts = listener(state) or {}
+            except Exception:
+                _log.exception("drain_listener_failed", listener=repr(listener))
+                continue
+            for category, n in counts.items():
+                if n:
+                    closed[category] = closed.get(category, 0) + n
+        return closed
 
     async def _switch(self, drain: _Drain) -> TransitionRecord:
         intent = PersistedState(drain.state, drain.started_at, drain.started_at, drain.deadline_at)
@@ -324,6 +357,7 @@ class ModeController:
             duration_ms=(time.monotonic() - drain.started) * 1000,
             in_flight=drain.in_flight,
             stragglers={k: v for k, v in stragglers.items() if v},
+            closed=drain.closed,
             **context.fields(),
         )
         now = utc_now()

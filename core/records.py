@@ -53,7 +53,8 @@ class TransitionRecord:
     """One transition attempt, as audited and as kept in the store's history.
 
     ``in_flight`` are the counts per category when the drain began, ``stragglers`` those still
-    running when it timed out or was cancelled. ``id`` is given by the store when appended.
+    running when it timed out or was cancelled, ``closed`` the long-lived connections
+    (WebSockets) closed when the drain began. ``id`` is given by the store when appended.
     """
 
     from_state: State
@@ -69,6 +70,7 @@ class TransitionRecord:
     reason: str | None = None
     in_flight: dict[str, int] = field(default_factory=dict)
     stragglers: dict[str, int] = field(default_factory=dict)
+    closed: dict[str, int] = field(default_factory=dict)
     id: int | None = None
 
     def with_id(self, id: int) -> TransitionRecord:
@@ -98,5 +100,6 @@ class TransitionRecord:
             reason=data.get("reason"),
             in_flight=dict(data.get("in_flight") or {}),
             stragglers=dict(data.get("stragglers") or {}),
+            closed=dict(data.get("closed") or {}),
             id=data.get("id"),
         )

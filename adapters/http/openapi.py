@@ -172,6 +172,7 @@ SCHEMAS: dict[str, Any] = {
             "reason": _TEXT_OR_NULL,
             "in_flight": _COUNTS,
             "stragglers": _COUNTS,
+            "closed": {**_COUNTS, "description": "WebSockets closed when the drain began"},
         },
         "additionalProperties": False,
     },

@@ -72,6 +72,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         BEGIN SELECT RAISE(ABORT, 'the transition history is append-only'); END
         """,
     ),
+    # 2: the long-lived connections (WebSockets) a drain closed when it began, per category.
+    ("ALTER TABLE transitions ADD COLUMN closed TEXT NOT NULL DEFAULT '{}'",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -90,8 +92,9 @@ _RECORD_COLUMNS = (
     "reason",
     "in_flight",
     "stragglers",
+    "closed",
 )
-_JSON_COLUMNS = ("in_flight", "stragglers")
+_JSON_COLUMNS = ("in_flight", "stragglers", "closed")
 _INSERT_RECORD = (
     f"INSERT INTO transitions ({', '.join(_RECORD_COLUMNS[1:])}) "
     f"VALUES ({', '.join(':' + c for c in _RECORD_COLUMNS[1:])})"

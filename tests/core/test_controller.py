@@ -465,3 +465,35 @@ def test_history_is_newest_first() -> None:
         assert outcomes == [(3, Mode.PRODUCTION), (2, Mode.MAINTENANCE)]
 
     run(scenario)
+
+
+class TestDrainListeners:
+    def test_listeners_see_the_draining_state_and_their_closes_are_recorded(self) -> None:
+        """A listener runs when the drain begins, with the gate already closed; a failing one
+        is logged and the switch goes on; what the others closed is the record's ``closed``."""
+
+        async def scenario() -> None:
+            c = await started()
+            seen: list[tuple[State, bool]] = []
+
+            def closes(state: State) -> dict[str, int]:
+                refused = not c.gate.policy.admits(state, "profile") and c.state is state
+                seen.append((state, refused))
+                return {"profile": 2, "schema_read": 0}
+
+            def fails(state: State) -> None:
+                raise RuntimeError("listener bug")
+
+            c.add_drain_listener(fails)
+            c.add_drain_listener(closes)
+            c.add_drain_listener(lambda state: {"profile": 1})
+            with capture_logs() as logs:
+                record = await c.set_mode("maintenance")
+            assert seen == [(State.DRAINING_TO_MAINTENANCE, True)]
+            assert record.closed == {"profile": 3}
+            assert record.outcome is Outcome.COMPLETED
+            assert any(e["event"] == "drain_listener_failed" for e in logs)
+            [audited] = audits(logs)
+            assert audited["closed"] == {"profile": 3}
+
+        run(scenario)

@@ -94,6 +94,7 @@ class TestRoundTrip:
             reason="schema upgrade: “v7” ✓",
             in_flight={"profile": 3, "service": 1},
             stragglers={"profile": 1},
+            closed={"profile": 2},
         )
         store = SQLiteStore(db_path)
         stored = store.save(PersistedState(State.MAINTENANCE, T0), record)
@@ -102,6 +103,32 @@ class TestRoundTrip:
         [loaded] = SQLiteStore(db_path).history()
         assert loaded == record.with_id(1)
         assert loaded.at.utcoffset() == timedelta(hours=2)
+
+    def test_a_version_1_file_is_upgraded_and_keeps_its_history(
+        self, db_path: Path, make_record: MakeRecord
+    ) -> None:
+        """A file written before ``closed`` existed opens, reads back with ``closed`` empty."""
+        from servermode.adapters.store import sqlite
+
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        connection = raw(db_path)
+        for statement in sqlite._MIGRATIONS[0]:
+            connection.execute(statement)
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute("PRAGMA user_version = 1")
+        connection.execute(
+            "INSERT INTO transitions (from_state, to_state, target_mode, outcome, at, "
+            "duration_ms, in_flight, stragglers) VALUES ('production', 'maintenance', "
+            "'maintenance', 'completed', ?, 1.0, '{}', '{}')",
+            (T0.isoformat(),),
+        )
+        connection.close()
+        store = SQLiteStore(db_path)
+        [old] = store.history()
+        assert (old.outcome, old.closed) == (Outcome.COMPLETED, {})
+        new = store.append(make_record(closed={"profile": 1}))
+        assert store.history(limit=1) == [new]
+        assert raw(db_path).execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
     def test_a_record_with_empty_fields_round_trips(
         self, db_path: Path, make_record: MakeRecord
