@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,19 @@ from urllib.parse import urlsplit
 
 from .harness import Options, Report, argument_parser, options_from
 
-__all__ = ["LOAD_GENERATORS", "ServerProcess", "load", "load_generator", "server"]
+__all__ = [
+    "LOAD_GENERATORS",
+    "STACKS",
+    "Served",
+    "ServerProcess",
+    "fresh_servers_per_round",
+    "load",
+    "load_generator",
+    "server",
+    "servermode_serve",
+    "uvicorn_app",
+    "uvicorn_factory",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: "auto" = wrk when installed, else the asyncio client.
@@ -47,6 +60,48 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: uvicorn's event loop and HTTP parser per stack: the standard library's asyncio and h11 (what
+#: a plain ``pip install uvicorn`` serves with), or ``uvicorn[standard]``'s uvloop and httptools.
+STACKS: Mapping[str, tuple[str, ...]] = {
+    "h11": ("--loop", "asyncio", "--http", "h11"),
+    "httptools": ("--loop", "uvloop", "--http", "httptools"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """How to start one server: the arguments after ``python -m`` (the host and port are added)
+    and the status its probe answers once it is ready."""
+
+    argv: tuple[str, ...]
+    ready_status: int = 200
+
+
+def uvicorn_factory(
+    factory: str, stack: str = "h11", *, access_log: bool = False, ready_status: int = 200
+) -> Served:
+    """``uvicorn --factory <factory>``, one worker, log level warning (info with the access log)."""
+    logging = (
+        ("--log-level", "info") if access_log else ("--no-access-log", "--log-level", "warning")
+    )
+    return Served(
+        ("uvicorn", "--factory", factory, "--workers", "1", *STACKS[stack], *logging),
+        ready_status,
+    )
+
+
+def uvicorn_app(app: str, *, access_log: bool = False) -> Served:
+    """``uvicorn APP [--no-access-log]`` as a user runs it: its defaults (stack ``auto``)."""
+    return Served(("uvicorn", app) + (() if access_log else ("--no-access-log",)))
+
+
+def servermode_serve(app: str, *options: str) -> Served:
+    """``servermode serve --app APP`` as shipped, its state in memory (no file to clean up)."""
+    return Served(
+        ("servermode.adapters.cli", "serve", "--app", app, "--state", ":memory:", *options)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ServerProcess:
     url: str
@@ -54,30 +109,22 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def server(factory: str, probe: str) -> Iterator[ServerProcess]:
-    """``uvicorn --factory <factory>`` on 127.0.0.1, ready once ``GET <probe>`` answers 200."""
+def server(served: Served | str, probe: str) -> Iterator[ServerProcess]:
+    """The server ``served`` describes on 127.0.0.1 at a free port, ready once ``GET <probe>``
+    answers its ready status. A string is a factory for :func:`uvicorn_factory`.
+
+    Its standard error (logs, the access log when on) goes to a temporary file, shown if the
+    server exits early.
+    """
+    if isinstance(served, str):
+        served = uvicorn_factory(served)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        factory,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    command = [sys.executable, "-m", *served.argv, "--host", "127.0.0.1", "--port", str(port)]
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(process, url + probe, errors)
+            _wait_ready(process, url + probe, served.ready_status, errors)
             yield ServerProcess(url, process)
         finally:
             process.terminate()
@@ -89,7 +136,7 @@ def server(factory: str, probe: str) -> Iterator[ServerProcess]:
 
 
 def fresh_servers_per_round(
-    factories: Mapping[str, str],
+    servers: Mapping[str, Served | str],
     probe: str,
     drive: Callable[[str], float],
     rounds: int,
@@ -101,12 +148,12 @@ def fresh_servers_per_round(
     The servers start in alternating order each round and are driven in alternating order, so
     neither start order nor run order favours one side; ``warmup`` rounds are discarded.
     """
-    names = list(factories)
+    names = list(servers)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for n in range(warmup + rounds):
         order = names if n % 2 == 0 else names[::-1]
         with contextlib.ExitStack() as stack:
-            urls = {name: stack.enter_context(server(factories[name], probe)).url for name in order}
+            urls = {name: stack.enter_context(server(servers[name], probe)).url for name in order}
             for name in reversed(order) if n % 4 >= 2 else order:
                 rate = drive(urls[name])
                 if n >= warmup:
@@ -114,7 +161,7 @@ def fresh_servers_per_round(
     return samples
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, errors: IO[bytes]) -> None:
+def _wait_ready(process: subprocess.Popen[bytes], url: str, status: int, errors: IO[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -122,11 +169,15 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, errors: IO[bytes]) -
             raise RuntimeError(f"the server exited: {errors.read().decode(errors='replace')}")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
+                if response.status == status:
                     return
+        except urllib.error.HTTPError as answer:
+            if answer.code == status:
+                return
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the server did not answer {url} within 20 s")
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the server did not answer {url} with {status} within 20 s")
 
 
 # -- the load ----------------------------------------------------------------------------------
@@ -157,18 +208,21 @@ def load_generator(choice: str) -> str:
     return choice
 
 
-def load(generator: str, url: str, *, connections: int, seconds: float) -> float:
-    """Requests per second that ``generator`` completed against ``url`` (all of them 200s)."""
+def load(generator: str, url: str, *, connections: int, seconds: float, expect: int = 200) -> float:
+    """Requests per second that ``generator`` completed against ``url``, every answer ``expect``
+    (anything else, or a socket error, fails the run)."""
     if generator == "wrk":
-        return _wrk(url, connections, seconds)
-    return _asyncio_client(url, connections, seconds)
+        return _wrk(url, connections, seconds, expect)
+    return _asyncio_client(url, connections, seconds, expect)
 
 
 _WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
-_WRK_BAD = re.compile(r"(Non-2xx or 3xx responses|Socket errors):.*")
+_WRK_TOTAL = re.compile(r"(\d+) requests in ")
+_WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_WRK_SOCKET_ERRORS = re.compile(r"Socket errors:.*")
 
 
-def _wrk(url: str, connections: int, seconds: float) -> float:
+def _wrk(url: str, connections: int, seconds: float, expect: int) -> float:
     duration = f"{max(1, round(seconds))}s"
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}", url],
@@ -176,18 +230,37 @@ def _wrk(url: str, connections: int, seconds: float) -> float:
         text=True,
         check=True,
     )
-    bad = _WRK_BAD.search(done.stdout)
-    if bad:
-        raise RuntimeError(f"wrk against {url}: {bad.group(0)}")
-    rate = _WRK_RATE.search(done.stdout)
-    if rate is None:
-        raise RuntimeError(f"wrk printed no rate:\n{done.stdout}{done.stderr}")
+    out = done.stdout
+    rate, total = _WRK_RATE.search(out), _WRK_TOTAL.search(out)
+    if rate is None or total is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}{done.stderr}")
+    errors = _WRK_SOCKET_ERRORS.search(out)
+    if errors:
+        raise RuntimeError(f"wrk against {url}: {errors.group(0)}")
+    # wrk counts answers outside 2xx/3xx without telling them apart: a refusal benchmark needs
+    # all of them outside, an ordinary one none (the server's own status was checked at start).
+    non_2xx = _WRK_NON_2XX.search(out)
+    outside = int(non_2xx.group(1)) if non_2xx else 0
+    wanted = int(total.group(1)) if expect >= 400 else 0
+    if outside != wanted:
+        raise RuntimeError(f"wrk against {url}: {outside} answers not 2xx/3xx, expected {wanted}")
     return float(rate.group(1))
 
 
-def _asyncio_client(url: str, connections: int, seconds: float) -> float:
+def _asyncio_client(url: str, connections: int, seconds: float, expect: int) -> float:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen", url, "-c", str(connections), "-d", str(seconds)],
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            url,
+            "-c",
+            str(connections),
+            "-d",
+            str(seconds),
+            "--expect",
+            str(expect),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -202,7 +275,7 @@ def _asyncio_client(url: str, connections: int, seconds: float) -> float:
 # -- the asyncio client (this module as a program) ---------------------------------------------
 
 
-async def _connection(host: str, port: int, request: bytes, until: float) -> int:
+async def _connection(host: str, port: int, request: bytes, until: float, expect: bytes) -> int:
     reader, writer = await asyncio.open_connection(host, port)
     done = 0
     try:
@@ -210,7 +283,7 @@ async def _connection(host: str, port: int, request: bytes, until: float) -> int
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = head[9:12]
-            if status != b"200":
+            if status != expect:
                 raise RuntimeError(f"status {status.decode()}: {head[:200]!r}")
             match = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
             if match is None:
@@ -224,15 +297,16 @@ async def _connection(host: str, port: int, request: bytes, until: float) -> int
     return done
 
 
-async def _drive(url: str, connections: int, seconds: float) -> dict[str, float]:
+async def _drive(url: str, connections: int, seconds: float, expect: int) -> dict[str, float]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = (
         f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n\r\n"
     ).encode("ascii")
+    status = str(expect).encode("ascii")
     start = time.perf_counter()
     counts = await asyncio.gather(
-        *(_connection(host, port, request, start + seconds) for _ in range(connections))
+        *(_connection(host, port, request, start + seconds, status) for _ in range(connections))
     )
     return {"requests": sum(counts), "seconds": time.perf_counter() - start}
 
@@ -242,8 +316,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("url")
     parser.add_argument("-c", "--connections", type=int, default=16)
     parser.add_argument("-d", "--duration", type=float, default=5.0, help="seconds")
+    parser.add_argument("--expect", type=int, default=200, help="the status every answer has")
     args = parser.parse_args(argv)
-    result = asyncio.run(_drive(args.url, args.connections, args.duration))
+    result = asyncio.run(_drive(args.url, args.connections, args.duration, args.expect))
     print(json.dumps(result))
 
 
