@@ -3,9 +3,10 @@
 Wraps any ASGI app. Each HTTP or WebSocket request is put in a category by the route rules
 and admitted through the controller's gate *before* the app is called; a refusal is answered
 here (503, the error body naming the mode, ``Retry-After``; a WebSocket is closed with 1013).
-An admitted request counts as in flight until its last body chunk has been sent, or until the
-app returns, raises or is cancelled (client gone), whichever comes first; the ticket is
-released exactly once.
+An admitted request counts as in flight until the app's call returns, raises or is cancelled
+(client gone): work the app does after its response (a Starlette ``BackgroundTask``) is
+drained like the rest. The ticket is released exactly once; the answer is counted in the
+status document's counters as it begins.
 
 The middleware owns the controller's life: the lifespan of the wrapped app starts it (before
 the app's own startup) and closes it (after the app's own shutdown). An app that does not
@@ -86,17 +87,12 @@ class GateMiddleware:
         started = False
 
         async def send_counted(message: Message) -> None:
+            # The answer is counted as it begins; the request, until the app returns.
             nonlocal started
-            kind = message["type"]
-            if kind == "http.response.start":
+            if not started and message["type"] == "http.response.start":
                 started = True
                 stats.response(message["status"])
-                await send(message)
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                await send(message)
-                ticket.release()
-            else:
-                await send(message)
+            await send(message)
 
         try:
             await self.app(scope, receive, send_counted)

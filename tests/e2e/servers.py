@@ -21,6 +21,7 @@ import uvicorn
 from servermode.adapters.bootstrap import Service, build_service
 from servermode.adapters.cli.settings import Settings
 from servermode.adapters.store.factory import MEMORY
+from starlette.types import ASGIApp
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,11 +33,14 @@ def free_port() -> int:
 
 
 class ThreadedService:
-    """The composed service served by a real uvicorn on 127.0.0.1 (a free port) in a thread."""
+    """The composed service served by a real uvicorn on 127.0.0.1 (a free port) in a thread.
 
-    def __init__(self, **settings: Any) -> None:
+    ``app`` gates that ASGI application instead of the one the settings name (the demo).
+    """
+
+    def __init__(self, app: ASGIApp | None = None, **settings: Any) -> None:
         self.service: Service = build_service(
-            replace(Settings(demo_delay=0.2, state=MEMORY), **settings)
+            replace(Settings(demo_delay=0.2, state=MEMORY), **settings), app
         )
         config = uvicorn.Config(
             self.service.app,
