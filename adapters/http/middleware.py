@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import quote
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from servermode.core import ModeController, ServerModeError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +31,8 @@ __all__ = ["WS_TRY_AGAIN_LATER", "GateMiddleware"]
 
 #: WebSocket close code "Try Again Later" (RFC 6455 registry), sent to a refused connection.
 WS_TRY_AGAIN_LATER = 1013
+#: WebSocket close code "Policy Violation", sent to a connection whose path is refused.
+WS_POLICY_VIOLATION = 1008
 
 
 class GateMiddleware:
@@ -62,9 +64,9 @@ class GateMiddleware:
         kind = scope["type"]
         if kind == "http":
             # HTTP first: this dispatch runs on every request.
-            await self._http(_with_normal_path(scope), receive, send)
+            await self._http(scope, receive, send)
         elif kind == "websocket":
-            await self._websocket(_with_normal_path(scope), receive, send)
+            await self._websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
@@ -73,16 +75,28 @@ class GateMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats = self.stats
         stats.request()
+        path = scope["path"]
+        normal = normalise_path(path)
         try:
             if not self._life.started:
                 await self._life.start()
-            ticket = self.controller.admit(self.rules.classify(scope["method"], scope["path"]))
+            ticket = self.controller.admit(self.rules.classify(scope["method"], normal))
         except ServerModeError as exc:  # refused, or the store could not load at first start
             problem, description, headers = problem_for_exception(exc)
             response = problem_response(scope, problem, description, headers)
             stats.response(response.status_code)
             await response(scope, receive, send)
             return
+        if normal is not path:
+            # The app routes what was classified: the normal path, and a raw path to match.
+            normalised = _with_path(scope, normal)
+            if normalised is None:
+                ticket.release()
+                response = problem_response(scope, *_bad_path(scope))
+                stats.response(response.status_code)
+                await response(scope, receive, send)
+                return
+            scope = normalised
 
         started = False
 
@@ -110,15 +124,25 @@ class GateMiddleware:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.stats.request()
+        path = scope["path"]
+        normal = normalise_path(path)
         try:
             await self._life.start()
             # A WebSocket handshake is a GET.
-            ticket = self.controller.admit(self.rules.classify("GET", scope["path"]))
+            ticket = self.controller.admit(self.rules.classify("GET", normal))
         except ServerModeError:
             # Closing before accepting refuses the handshake itself.
             await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": ""})
             self.stats.response(503)
             return
+        if normal is not path:
+            normalised = _with_path(scope, normal)
+            if normalised is None:
+                ticket.release()
+                await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": ""})
+                self.stats.response(400)
+                return
+            scope = normalised
         try:
             await self.app(scope, receive, send)
         finally:
@@ -206,13 +230,57 @@ def _startup_failed(exc: Exception) -> Message:
     return {"type": "lifespan.startup.failed", "message": f"servermode could not start: {exc}"}
 
 
-def _with_normal_path(scope: Scope) -> Scope:
-    """The scope with its path in normal form, so that the app routes what was classified."""
-    path = scope["path"]
-    normal = normalise_path(path)
-    if normal == path:
-        return scope
+def _with_path(scope: Scope, normal: str) -> Scope | None:
+    """The scope with ``normal`` as its path and a raw path to match, or None if none can.
+
+    The raw path is normalised segment by segment as sent, so that an encoded slash stays
+    encoded (``/files//a%2Fb`` is handed on as ``/files/a%2Fb``, path ``/files/a/b``). Where an
+    encoded slash hides a ``.``, ``..`` or empty segment, the raw path and the decoded path
+    resolve to different places (``/files/x%2F..%2Fsecret``): no raw path can say what was
+    classified, and the request is refused.
+    """
     scope = dict(scope)
     scope["path"] = normal
+    raw = scope.get("raw_path")
+    if raw is not None:
+        candidate = _normal_raw_path(raw)
+        if unquote(candidate.decode("latin-1")) == normal:
+            scope["raw_path"] = candidate
+            return scope
+        if b"%2f" in raw.lower():
+            return None
+    # No raw path, or one that does not spell the path (a server's own idea of it): the
+    # path, encoded.
     scope["raw_path"] = quote(normal).encode("ascii")
     return scope
+
+
+def _normal_raw_path(raw: bytes) -> bytes:
+    """``raw`` with its ``.``/``..`` segments resolved and empty ones dropped, escapes kept.
+
+    The same rule as :func:`normalise_path`, applied to segments as sent (``%2e%2e`` is ``..``,
+    ``a%2Fb`` one segment).
+    """
+    parts = raw.split(b"/")
+    segments: list[bytes] = []
+    for part in parts:
+        segment = unquote_to_bytes(part) if b"%" in part else part
+        if segment in (b"", b"."):
+            continue
+        if segment == b"..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(part)
+    normal = b"/" + b"/".join(segments)
+    if segments and unquote_to_bytes(parts[-1]) in (b"", b".", b".."):
+        normal += b"/"
+    return normal
+
+
+def _bad_path(scope: Scope) -> tuple[Problem, str]:
+    shown = scope.get("raw_path", b"").decode("latin-1")
+    return (
+        Problem.BAD_PARAMETER,
+        f"bad path {shown!r}: an encoded slash (%2F) may not hide a '.', '..' or empty segment",
+    )

@@ -1,11 +1,15 @@
-"""The gate at the HTTP edge, against a real uvicorn: work after the response, encoded slashes."""
+"""The gate at the HTTP edge against a real uvicorn: work after the response, encoded slashes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from servermode.core import State
@@ -71,3 +75,72 @@ class TestWorkAfterTheResponse:
         assert record["outcome"] == "completed"
         assert record["in_flight"]["profile"] == 1
         assert states == ["production", "draining_to_maintenance"]
+
+
+def echo_path_app() -> Starlette:
+    """``/files/{name:path}`` answers with the path it was handed, raw and decoded."""
+
+    async def echo(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "name": request.path_params["name"],
+                "path": request.scope["path"],
+                "raw_path": request.scope["raw_path"].decode("ascii"),
+            }
+        )
+
+    return Starlette(routes=[Route("/files/{name:path}", echo)])
+
+
+def raw_get(url: str, target: str) -> tuple[int, dict[str, Any]]:
+    """``GET target`` sent as it is (an HTTP client would resolve dot segments first)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def echo_service() -> Iterator[ThreadedService]:
+    with ThreadedService(echo_path_app()) as running:
+        yield running
+
+
+class TestEncodedSlash:
+    @pytest.mark.parametrize(
+        ("target", "raw_path"),
+        [
+            ("/files//a%2Fb", "/files/a%2Fb"),
+            ("/files/./x/../a%2Fb", "/files/a%2Fb"),
+            ("/files/%2e%2e/files/a%2Fb/", "/files/a%2Fb/"),
+            ("/files/a%2Fb", "/files/a%2Fb"),  # normal already: untouched
+            ("//files/caf%C3%A9", "/files/caf%C3%A9"),  # other escapes are kept as sent
+        ],
+    )
+    def test_an_encoded_slash_stays_encoded_for_the_app(
+        self, echo_service: ThreadedService, target: str, raw_path: str
+    ) -> None:
+        """Normalising a path keeps ``%2F`` in ``raw_path``; the decoded path is the normal one."""
+        status, echoed = raw_get(echo_service.url, target)
+        assert status == 200, echoed
+        assert echoed["raw_path"] == raw_path
+        assert echoed["path"] == unquote(raw_path)
+        assert echoed["name"] == unquote(raw_path).removeprefix("/files/")
+
+    @pytest.mark.parametrize(
+        "target",
+        ["/files/x%2F..%2F..%2Fprofiles/1", "/files//a%2F%2Fb", "/files/a%2F.%2Fb/./"],
+    )
+    def test_an_encoded_slash_that_hides_a_dot_or_empty_segment_is_refused(
+        self, echo_service: ThreadedService, target: str
+    ) -> None:
+        """Where raw and decoded paths would resolve apart, the answer is 400, not the app."""
+        status, error = raw_get(echo_service.url, target)
+        assert status == 400
+        assert set(error) == {"http_method", "title", "description", "code", "uri"}
+        assert error["code"] == 4020
+        assert "%2F" in error["description"]
