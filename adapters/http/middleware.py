@@ -1,12 +1,14 @@
-"""The gate as a pure ASGI middleware: classify, admit, count until the response is complete.
+"""The gate as a pure ASGI middleware: classify, admit, count until the app returns.
 
 Wraps any ASGI app. Each HTTP or WebSocket request is put in a category by the route rules
 and admitted through the controller's gate *before* the app is called; a refusal is answered
-here (503, the error body naming the mode, ``Retry-After``; a WebSocket is closed with 1013).
-An admitted request counts as in flight until the app's call returns, raises or is cancelled
-(client gone): work the app does after its response (a Starlette ``BackgroundTask``) is
-drained like the rest. The ticket is released exactly once; the answer is counted in the
-status document's counters as it begins.
+here (503, the error body naming the mode, ``Retry-After``; a WebSocket handshake gets the
+same answer where the server offers the ``websocket.http.response`` extension, and is closed
+with 1013 otherwise). An admitted request counts as in flight until the app's call returns,
+raises or is cancelled (client gone): work the app does after its response (a Starlette
+``BackgroundTask``) is drained like the rest. The ticket is released exactly once; the answer
+is counted in the status document's counters as it begins. An open WebSocket whose category
+a drain's target refuses is closed with 1012 as the drain begins (:mod:`.sockets`).
 
 The middleware owns the controller's life: the lifespan of the wrapped app starts it (before
 the app's own startup) and closes it (after the app's own shutdown). An app that does not
@@ -25,14 +27,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
 from .problems import Problem, internal_error_response, problem_for_exception, problem_response
+from .sockets import (
+    WS_POLICY_VIOLATION,
+    WS_SERVICE_RESTART,
+    WS_TRY_AGAIN_LATER,
+    ClosedForSwitch,
+    OpenSockets,
+    refuse_handshake,
+)
 from .stats import RequestStats, stats_for
 
-__all__ = ["WS_TRY_AGAIN_LATER", "GateMiddleware"]
-
-#: WebSocket close code "Try Again Later" (RFC 6455 registry), sent to a refused connection.
-WS_TRY_AGAIN_LATER = 1013
-#: WebSocket close code "Policy Violation", sent to a connection whose path is refused.
-WS_POLICY_VIOLATION = 1008
+__all__ = ["WS_POLICY_VIOLATION", "WS_SERVICE_RESTART", "WS_TRY_AGAIN_LATER", "GateMiddleware"]
 
 
 class GateMiddleware:
@@ -59,6 +64,8 @@ class GateMiddleware:
         self.rules = rules
         self.stats = stats if stats is not None else stats_for(controller)
         self._life = _ControllerLife(controller)
+        # Closes the open WebSockets a drain's target refuses, as the drain begins.
+        self.sockets = OpenSockets(controller)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -123,29 +130,35 @@ class GateMiddleware:
             ticket.release()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.stats.request()
+        stats = self.stats
+        stats.request()
         path = scope["path"]
         normal = normalise_path(path)
         try:
             await self._life.start()
-            # A WebSocket handshake is a GET.
-            ticket = self.controller.admit(self.rules.classify("GET", normal))
-        except ServerModeError:
-            # Closing before accepting refuses the handshake itself.
-            await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": ""})
-            self.stats.response(503)
+            category = self.rules.classify("GET", normal)  # a WebSocket handshake is a GET
+            ticket = self.controller.admit(category)
+        except ServerModeError as exc:
+            problem, description, headers = problem_for_exception(exc)
+            await refuse_handshake(scope, send, problem, description, headers, WS_TRY_AGAIN_LATER)
+            stats.response(problem.status)
             return
         if normal is not path:
             normalised = _with_path(scope, normal)
             if normalised is None:
                 ticket.release()
-                await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": ""})
-                self.stats.response(400)
+                problem, description = _bad_path(scope)
+                await refuse_handshake(scope, send, problem, description, {}, WS_POLICY_VIOLATION)
+                stats.response(problem.status)
                 return
             scope = normalised
+        socket = self.sockets.add(scope, send, category)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, socket.send)
+        except ClosedForSwitch:
+            pass  # the app sent on a socket the gate closed, and let that end it: as it should
         finally:
+            self.sockets.remove(socket)
             ticket.release()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -35,10 +35,11 @@ def free_port() -> int:
 class ThreadedService:
     """The composed service served by a real uvicorn on 127.0.0.1 (a free port) in a thread.
 
-    ``app`` gates that ASGI application instead of the one the settings name (the demo).
+    ``app`` gates that ASGI application instead of the one the settings name (the demo);
+    ``ws`` is uvicorn's WebSocket implementation (wsproto, as ``servermode serve`` runs it).
     """
 
-    def __init__(self, app: ASGIApp | None = None, **settings: Any) -> None:
+    def __init__(self, app: ASGIApp | None = None, ws: str = "wsproto", **settings: Any) -> None:
         self.service: Service = build_service(
             replace(Settings(demo_delay=0.2, state=MEMORY), **settings), app
         )
@@ -49,6 +50,7 @@ class ThreadedService:
             log_config=None,
             log_level="warning",
             lifespan="on",
+            ws=ws,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
