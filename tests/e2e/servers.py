@@ -35,13 +35,16 @@ def free_port() -> int:
 class ThreadedService:
     """The composed service served by a real uvicorn on 127.0.0.1 (a free port) in a thread.
 
-    ``app`` gates that ASGI application instead of the one the settings name (the demo);
-    ``ws`` is uvicorn's WebSocket implementation (wsproto, as ``servermode serve`` runs it).
+    ``asgi_app`` gates that application instead of the one the settings name (``app``, or
+    the demo); ``ws`` is uvicorn's WebSocket implementation (wsproto, as ``servermode serve``
+    runs it).
     """
 
-    def __init__(self, app: ASGIApp | None = None, ws: str = "wsproto", **settings: Any) -> None:
+    def __init__(
+        self, asgi_app: ASGIApp | None = None, ws: str = "wsproto", **settings: Any
+    ) -> None:
         self.service: Service = build_service(
-            replace(Settings(demo_delay=0.2, state=MEMORY), **settings), app
+            replace(Settings(demo_delay=0.2, state=MEMORY), **settings), asgi_app
         )
         config = uvicorn.Config(
             self.service.app,
