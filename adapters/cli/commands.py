@@ -166,6 +166,9 @@ def serve(
         log_config=None,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # wsproto, named: uvicorn's choice with `websockets` installed logs an error for
+        # every handshake the gate refuses with an HTTP answer (the 503 of a refused mode).
+        ws="wsproto",
         server_header=False,
         # A stop (SIGTERM, Ctrl-C) gives running requests as long as a drain would, plus a
         # moment to answer a switch that drained, then cancels them: a hung request must not
