@@ -26,7 +26,13 @@ from servermode.core import ModeController, ServerModeError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
-from .problems import Problem, internal_error_response, problem_for_exception, problem_response
+from .problems import (
+    Problem,
+    internal_error_response,
+    problem_for_exception,
+    problem_response,
+    send_problem,
+)
 from .sockets import (
     WS_POLICY_VIOLATION,
     WS_SERVICE_RESTART,
@@ -90,9 +96,8 @@ class GateMiddleware:
             ticket = self.controller.admit(self.rules.classify(scope["method"], normal))
         except ServerModeError as exc:  # refused, or the store could not load at first start
             problem, description, headers = problem_for_exception(exc)
-            response = problem_response(scope, problem, description, headers)
-            stats.response(response.status_code)
-            await response(scope, receive, send)
+            stats.response(problem.status)
+            await send_problem(scope, send, problem, description, headers)
             return
         if normal is not path:
             # The app routes what was classified: the normal path, and a raw path to match.
