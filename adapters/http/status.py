@@ -18,6 +18,7 @@ under load would otherwise spend most of each request there (``bench/status_thro
 from __future__ import annotations
 
 import functools
+import json
 import math
 import resource
 import sys
@@ -29,12 +30,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from servermode.core import ModeController
-from servermode.core.records import utc_now
+from servermode.core import Mode, ModeController, State, TimeoutPolicy
 
 from .stats import RequestStats
 
-__all__ = ["MEMORY_MAX_AGE", "MemoryFigures", "format_time", "process_memory_kb", "status_document"]
+__all__ = [
+    "MEMORY_MAX_AGE",
+    "MemoryFigures",
+    "format_time",
+    "format_timestamp",
+    "process_memory_kb",
+    "status_document",
+    "status_json",
+]
 
 PROC_STATUS = Path("/proc/self/status")
 #: Seconds the status document reuses the process's memory figures before reading them again.
@@ -53,6 +61,27 @@ def _format_utc(moment: datetime) -> str:
     # Cached: a status document formats the same start and "since" times on every request.
     # "milliseconds" truncates, as Context Services does.
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def format_timestamp(at: float | None) -> str | None:
+    """:func:`format_time` of a POSIX timestamp (seconds since the epoch, UTC).
+
+    For the times that change on every request (the system time, the last request): the
+    date and time of day are formatted once per second, the milliseconds (truncated) appended.
+    """
+    if at is None:
+        return None
+    # Microseconds rounded half to even, as datetime.fromtimestamp does, then truncated.
+    second = math.floor(at)
+    micro = round((at - second) * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    return f"{_format_second(second)}.{micro // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _format_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def _servermode_version() -> str:
@@ -125,15 +154,20 @@ def _read_proc_status(path: Path) -> dict[str, int]:
     return fields
 
 
-def status_document(controller: ModeController, stats: RequestStats) -> dict[str, Any]:
-    """Everything ``GET /server/status`` answers, as JSON-ready values."""
+def status_document(
+    controller: ModeController, stats: RequestStats, now: float | None = None
+) -> dict[str, Any]:
+    """Everything ``GET /server/status`` answers, as JSON-ready values.
+
+    ``now`` is the system time as a POSIX timestamp (default: the clock's).
+    """
     status = controller.status()
     document: dict[str, Any] = {
         "version": VERSION,
-        "system_time": format_time(utc_now()),
+        "system_time": format_timestamp(time.time() if now is None else now),
         "mode": status.mode.value,
         "started": format_time(stats.started),
-        "last_request": format_time(stats.last_request),
+        "last_request": format_timestamp(stats.last_request_timestamp),
         **_memory(),
         "request_today": stats.requests,
         "client_errors_today": stats.client_errors,
@@ -149,3 +183,90 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         document["drain_started"] = format_time(status.drain_started)
         document["deadline"] = format_time(status.deadline)
     return document
+
+
+def status_json(controller: ModeController, stats: RequestStats, now: float | None = None) -> bytes:
+    """:func:`status_document` as the status route sends it: compact JSON, UTF-8.
+
+    Exactly ``JSONResponse(status_document(...)).body``, built from pieces: what changes only
+    with the controller's state (mode, times, drain) or once a second (the memory figures) is
+    encoded once and reused; only the clock, the counters and the in-flight counts are encoded
+    per request. The status route is polled, under load too (``bench/status_throughput.py``).
+    """
+    status = controller.status()
+    steady = _steady_pieces(
+        status.mode,
+        status.state,
+        status.since,
+        status.drain_timeout,
+        status.timeout_policy,
+        status.target,
+        status.drain_started,
+        status.deadline,
+        stats.started,
+    )
+    return b"".join(
+        (
+            steady[0],
+            _json_time(format_timestamp(time.time() if now is None else now)),
+            steady[1],
+            _json_time(format_timestamp(stats.last_request_timestamp)),
+            _memory_piece(_memory()),
+            b',"request_today":%d,"client_errors_today":%d,"server_errors_today":%d'
+            % (stats.requests, stats.client_errors, stats.server_errors),
+            steady[2],
+            _encode(status.in_flight).encode("utf-8"),
+            steady[3],
+        )
+    )
+
+
+#: JSONResponse's encoding (compact, UTF-8 as is, no NaN), made once.
+_encode = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+).encode
+
+
+def _json_time(formatted: str | None) -> bytes:
+    # Formatted times are ASCII digits and punctuation: no escaping needed.
+    return b"null" if formatted is None else b'"%s"' % formatted.encode("ascii")
+
+
+@functools.lru_cache(maxsize=8)
+def _steady_pieces(
+    mode: Mode,
+    state: State,
+    since: datetime,
+    drain_timeout: float,
+    timeout_policy: TimeoutPolicy,
+    target: Mode | None,
+    drain_started: datetime | None,
+    deadline: datetime | None,
+    started: datetime,
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """The document around its per-request values, for one state of the controller."""
+    tail: dict[str, Any] = {"drain_timeout": drain_timeout, "timeout_policy": timeout_policy.value}
+    if target is not None:
+        tail["target"] = target.value
+        tail["drain_started"] = format_time(drain_started)
+        tail["deadline"] = format_time(deadline)
+    return (
+        f'{{"version":{_encode(VERSION)},"system_time":'.encode(),
+        f',"mode":{_encode(mode.value)},"started":{_encode(format_time(started))}'
+        f',"last_request":'.encode(),
+        f',"state":{_encode(state.value)},"since":{_encode(format_time(since))}'
+        f',"in_flight":'.encode(),
+        ("," + _encode(tail)[1:]).encode(),
+    )
+
+
+_memory_cache: tuple[dict[str, int], bytes] | None = None
+
+
+def _memory_piece(figures: dict[str, int]) -> bytes:
+    # MemoryFigures hands out the same dict until it reads the figures again (once a second).
+    global _memory_cache
+    cached = _memory_cache
+    if cached is None or cached[0] is not figures:
+        cached = _memory_cache = (figures, ("," + _encode(figures)[1:-1]).encode())
+    return cached[1]
