@@ -50,7 +50,8 @@ diagrams: $(STAMP)
 
 # Benchmarks (not part of `make test`; tests/bench runs each with --quick): every script
 # prints its figures against a baseline from the same run and writes them to bench/results.
-BENCHES := admission switch_latency idle_switch scale asgi_overhead http_overhead status_throughput
+BENCHES := admission switch_latency idle_switch scale asgi_overhead http_overhead \
+	status_throughput refusal_throughput shipped_service
 
 # The HTTP benchmarks load their servers with wrk when it is installed (an asyncio client otherwise).
 bench: $(STAMP)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -33,11 +34,13 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from .harness import Options, Report, argument_parser, options_from
+from .harness import Options, Report, argument_parser, median, options_from, paired_ratios
 
 __all__ = [
     "LOAD_GENERATORS",
     "STACKS",
+    "Load",
+    "Measured",
     "Served",
     "ServerProcess",
     "fresh_servers_per_round",
@@ -78,15 +81,18 @@ class Served:
 
 
 def uvicorn_factory(
-    factory: str, stack: str = "h11", *, access_log: bool = False, ready_status: int = 200
+    factory: str, stack: str | None = "h11", *, access_log: bool = False, ready_status: int = 200
 ) -> Served:
-    """``uvicorn --factory <factory>``, one worker, log level warning (info with the access log)."""
+    """``uvicorn --factory <factory>``, one worker, log level warning (info with the access log).
+
+    ``stack`` None leaves the choice to uvicorn ("auto": httptools and uvloop when installed).
+    """
     logging = (
         ("--log-level", "info") if access_log else ("--no-access-log", "--log-level", "warning")
     )
+    chosen = STACKS[stack] if stack is not None else ()
     return Served(
-        ("uvicorn", "--factory", factory, "--workers", "1", *STACKS[stack], *logging),
-        ready_status,
+        ("uvicorn", "--factory", factory, "--workers", "1", *chosen, *logging), ready_status
     )
 
 
@@ -106,6 +112,57 @@ def servermode_serve(app: str, *options: str) -> Served:
 class ServerProcess:
     url: str
     process: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far."""
+        return process_cpu_seconds(self.process.pid)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """A process's CPU time from ``/proc/<pid>/stat`` (Linux; in clock ticks, 10 ms here)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What one load run completed: requests in seconds."""
+
+    requests: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass(slots=True)
+class Measured:
+    """Per server, one value per round: requests per second, and the server's CPU time per
+    request (microseconds). Under saturation a single-threaded server's throughput is the
+    inverse of its CPU time per request, and the CPU time is much less disturbed by other
+    processes on the machine than the wall clock: it is reported beside the rates."""
+
+    rates: dict[str, list[float]]
+    cpu_us: dict[str, list[float]]
+
+    def rate_ratio(self, subject: str, baseline: str) -> float:
+        """Median of the per-round ratios of requests per second."""
+        return median(paired_ratios(self.rates[subject], self.rates[baseline]))
+
+    def cpu_ratio(self, subject: str, baseline: str) -> float:
+        """Median of the per-round ratios of CPU time per request, inverted (baseline over
+        subject): the throughput ratio the servers' own CPU time predicts."""
+        return median(paired_ratios(self.cpu_us[baseline], self.cpu_us[subject]))
+
+    def rows(self) -> list[tuple[str, float, float, float, float]]:
+        """name, median requests/s, min, max, median CPU us per request."""
+        return [
+            (name, median(rates), min(rates), max(rates), median(self.cpu_us[name]))
+            for name, rates in self.rates.items()
+        ]
 
 
 @contextlib.contextmanager
@@ -138,27 +195,36 @@ def server(served: Served | str, probe: str) -> Iterator[ServerProcess]:
 def fresh_servers_per_round(
     servers: Mapping[str, Served | str],
     probe: str,
-    drive: Callable[[str], float],
+    drive: Callable[[str, str], Load],
     rounds: int,
     *,
     warmup: int = 1,
-) -> dict[str, list[float]]:
-    """``drive(url)`` once per server and round, every round on servers started afresh.
+) -> Measured:
+    """``drive(name, url)`` once per server and round, every round on servers started afresh.
 
     The servers start in alternating order each round and are driven in alternating order, so
     neither start order nor run order favours one side; ``warmup`` rounds are discarded.
     """
     names = list(servers)
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    measured = Measured({name: [] for name in names}, {name: [] for name in names})
     for n in range(warmup + rounds):
         order = names if n % 2 == 0 else names[::-1]
         with contextlib.ExitStack() as stack:
-            urls = {name: stack.enter_context(server(servers[name], probe)).url for name in order}
+            running = {name: stack.enter_context(server(servers[name], probe)) for name in order}
             for name in reversed(order) if n % 4 >= 2 else order:
-                rate = drive(urls[name])
+                served = running[name]
+                cpu, done = timed_load(served, functools.partial(drive, name, served.url))
                 if n >= warmup:
-                    samples[name].append(rate)
-    return samples
+                    measured.rates[name].append(done.rate)
+                    measured.cpu_us[name].append(cpu)
+    return measured
+
+
+def timed_load(served: ServerProcess, run: Callable[[], Load]) -> tuple[float, Load]:
+    """``run()`` and the server's CPU microseconds per request it completed."""
+    before = served.cpu_seconds()
+    done = run()
+    return (served.cpu_seconds() - before) / max(1, done.requests) * 1e6, done
 
 
 def _wait_ready(process: subprocess.Popen[bytes], url: str, status: int, errors: IO[bytes]) -> None:
@@ -208,7 +274,7 @@ def load_generator(choice: str) -> str:
     return choice
 
 
-def load(generator: str, url: str, *, connections: int, seconds: float, expect: int = 200) -> float:
+def load(generator: str, url: str, *, connections: int, seconds: float, expect: int = 200) -> Load:
     """Requests per second that ``generator`` completed against ``url``, every answer ``expect``
     (anything else, or a socket error, fails the run)."""
     if generator == "wrk":
@@ -217,12 +283,12 @@ def load(generator: str, url: str, *, connections: int, seconds: float, expect: 
 
 
 _WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
-_WRK_TOTAL = re.compile(r"(\d+) requests in ")
+_WRK_TOTAL = re.compile(r"(\d+) requests in ([\d.]+)(m?s)")
 _WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 _WRK_SOCKET_ERRORS = re.compile(r"Socket errors:.*")
 
 
-def _wrk(url: str, connections: int, seconds: float, expect: int) -> float:
+def _wrk(url: str, connections: int, seconds: float, expect: int) -> Load:
     duration = f"{max(1, round(seconds))}s"
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}", url],
@@ -244,10 +310,11 @@ def _wrk(url: str, connections: int, seconds: float, expect: int) -> float:
     wanted = int(total.group(1)) if expect >= 400 else 0
     if outside != wanted:
         raise RuntimeError(f"wrk against {url}: {outside} answers not 2xx/3xx, expected {wanted}")
-    return float(rate.group(1))
+    took = float(total.group(2)) / (1000 if total.group(3) == "ms" else 1)
+    return Load(int(total.group(1)), took)
 
 
-def _asyncio_client(url: str, connections: int, seconds: float, expect: int) -> float:
+def _asyncio_client(url: str, connections: int, seconds: float, expect: int) -> Load:
     done = subprocess.run(
         [
             sys.executable,
@@ -269,7 +336,7 @@ def _asyncio_client(url: str, connections: int, seconds: float, expect: int) -> 
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr}")
     result = json.loads(done.stdout)
-    return float(result["requests"]) / float(result["seconds"])
+    return Load(int(result["requests"]), float(result["seconds"]))
 
 
 # -- the asyncio client (this module as a program) ---------------------------------------------

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from bench.http_overhead import installed_stacks
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # script -> the checks it must report (the issue's targets it measures)
@@ -23,7 +25,18 @@ SCRIPTS = {
         "GateMiddleware / bare throughput",
         "GateMiddleware / BaseHTTPMiddleware gate throughput",
     },
-    "http_overhead": {"GateMiddleware / bare requests per second"},
+    "http_overhead": {
+        f"GateMiddleware / bare requests per second, {stack}" for stack in installed_stacks()
+    },
+    "shipped_service": {
+        "serve --no-access-log / uvicorn APP --no-access-log",
+        "serve --no-access-log / the same composition under uvicorn",
+        "servermode's access log cost / uvicorn's",
+    },
+    "refusal_throughput": {
+        "gate 503 / bare 200 throughput, in process",
+        "gate 503 / bare 200 requests per second, end to end",
+    },
     "status_throughput": {
         "status / bare JSON throughput, in process",
         "status / bare JSON requests per second, end to end",
@@ -72,7 +85,9 @@ def test_scale_gate_memory_per_request_is_small(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("script", ["http_overhead", "status_throughput"])
+@pytest.mark.parametrize(
+    "script", ["http_overhead", "status_throughput", "refusal_throughput", "shipped_service"]
+)
 def test_http_benchmarks_run_without_wrk(script: str, tmp_path: Path) -> None:
     """The asyncio load generator stands in for wrk, and the report says it was used."""
     result = run_quick(script, tmp_path, "--load-generator", "asyncio")
