@@ -27,8 +27,10 @@ __all__ = ["StateFileLock", "lock_path"]
 
 
 def lock_path(database: Path) -> Path:
-    """The lock file of ``database``: ``<database>.lock`` beside it."""
-    return database.with_name(database.name + ".lock")
+    """The lock file of ``database``: ``<database>.lock`` beside it (beside the file a symbolic
+    link points to, so that two links to one database share one lock)."""
+    real = database.resolve()
+    return real.with_name(real.name + ".lock")
 
 
 class StateFileLock:

@@ -426,6 +426,18 @@ class TestOneOwner:
         store.close()  # a second close does nothing
         assert lock.exists()
 
+    def test_a_link_to_the_file_shares_its_lock(self, db_path: Path, tmp_path: Path) -> None:
+        """Two names of one database (a symbolic link) are one owner's, not two."""
+        first = SQLiteStore(db_path)
+        link = tmp_path / "link.db"
+        link.symlink_to(db_path)
+        try:
+            with pytest.raises(StoreError, match="is locked"):
+                SQLiteStore(link)
+        finally:
+            first.close()
+        SQLiteStore(link).close()
+
     def test_a_refused_open_releases_the_lock(self, db_path: Path) -> None:
         """A file refused at open is not left locked: once fixed, it opens."""
         db_path.parent.mkdir()
