@@ -211,6 +211,9 @@ def serve(
         log_config=None,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # wsproto, named: uvicorn's choice with `websockets` installed logs an error for
+        # every handshake the gate refuses with an HTTP answer (the 503 of a refused mode).
+        ws="wsproto",
         server_header=False,
         # One process: uvicorn would otherwise read WEB_CONCURRENCY (see workers_refusal).
         workers=1,
