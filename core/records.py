@@ -25,7 +25,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"  # an operator abandoned the drain; the old mode is in force
     NOOP = "noop"  # the asked-for mode was already in force
     REFUSED = "refused"  # another switch was under way
-    FAILED = "failed"  # the store could not save; the old mode is in force
+    FAILED = "failed"  # the store could not save, or the switch was interrupted; old mode in force
     RECOVERED = "recovered"  # a drain interrupted by a crash was completed at start
     INITIALIZED = "initialized"  # nothing was persisted: the initial mode was put in force
 
