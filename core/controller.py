@@ -369,8 +369,7 @@ class ModeController:
             context = _Context(
                 asked.actor or context.actor, context.client, context.request_id, asked.reason
             )
-        counts = self.gate.in_flight() if trigger is not Trigger.DRAINED else {}
-        stragglers = {name: n for name, n in counts.items() if n}
+        stragglers = self.gate.outgoing_in_flight() if trigger is not Trigger.DRAINED else {}
         record = self._record(
             drain.source,
             end.dest,
@@ -421,7 +420,7 @@ class ModeController:
         """
         stragglers: dict[str, int] = {}
         if drain.begun:
-            stragglers = {name: n for name, n in self.gate.in_flight().items() if n}
+            stragglers = self.gate.outgoing_in_flight()
             back = self._step(drain.route.state, Trigger.CANCEL)
             self._machine.take(back)
             self.gate.set_state(back.dest)

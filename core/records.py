@@ -52,9 +52,12 @@ class PersistedState:
 class TransitionRecord:
     """One transition attempt, as audited and as kept in the store's history.
 
-    ``in_flight`` are the counts per category when the drain began, ``stragglers`` those still
-    running when it timed out or was cancelled, ``closed`` the long-lived connections
-    (WebSockets) closed when the drain began. ``id`` is given by the store when appended.
+    ``in_flight`` are the counts of every counted category when the drain began, whether the
+    drain waits for it or not. ``stragglers`` are the requests of the outgoing kind only (the
+    categories the target refuses: what the drain waits for) still running when it timed out,
+    was cancelled or failed; requests the target admits are never stragglers. ``closed`` are
+    the long-lived connections (WebSockets) closed when the drain began. ``id`` is given by
+    the store when appended.
     """
 
     from_state: State
