@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from servermode.core import InvalidMode, TimeoutPolicy, parse_mode
+from servermode.core import MAX_DRAIN_TIMEOUT, InvalidMode, TimeoutPolicy, parse_mode
 
 from ..http.demo import MAX_DELAY
 from ..store.factory import DEFAULT_STATE
@@ -73,9 +73,6 @@ class Settings:
     read_token: str | None = field(default=None, repr=False)
 
 
-#: The longest drain timeout: one week. (The core may define its own bound; they are meant to
-#: be one constant.)
-MAX_DRAIN_TIMEOUT = 604_800.0
 #: Where several worker processes on one mode will be possible (fleet mode).
 FLEET_ISSUE = "issue 11, fleet mode"
 
