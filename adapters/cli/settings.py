@@ -20,7 +20,6 @@ from typing import Any
 
 from servermode.core import MAX_DRAIN_TIMEOUT, InvalidMode, TimeoutPolicy, parse_mode
 
-from ..http.demo import MAX_DELAY
 from ..store.factory import DEFAULT_STATE
 from .logging import LOG_LEVELS
 
@@ -28,6 +27,7 @@ __all__ = [
     "ENV_PREFIX",
     "FLEET_ISSUE",
     "LOG_FORMATS",
+    "MAX_DEMO_DELAY",
     "MAX_DRAIN_TIMEOUT",
     "NUMBERS",
     "Number",
@@ -119,6 +119,10 @@ class Number:
         return f"{low}{joiner} {self.high:g}{unit}"
 
 
+#: The demo's longest delay (``http.demo.MAX_DELAY``, which a test compares): a copy, so that
+#: the CLI's client commands start without importing the web stack.
+MAX_DEMO_DELAY = 60.0
+
 #: Every numeric setting and its bounds.
 NUMBERS: dict[str, Number] = {
     "port": Number("port", int, 0, 65535, unit=""),
@@ -126,7 +130,7 @@ NUMBERS: dict[str, Number] = {
     # Retry-After is a promise to clients: beyond a week it is a mistake, not a plan.
     "retry_after": Number("retry-after", int, 1, 604_800),
     "body_timeout": Number("body timeout", float, 0, 3600, low_open=True),
-    "demo_delay": Number("demo delay", float, 0, MAX_DELAY),
+    "demo_delay": Number("demo delay", float, 0, MAX_DEMO_DELAY),
     # Read as a number here; anything but 1 is then refused with workers_refusal().
     "workers": Number("workers", int, 1, 1024, unit=""),
 }

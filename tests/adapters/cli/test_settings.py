@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from servermode.adapters.cli.settings import (
+    MAX_DEMO_DELAY,
     MAX_DRAIN_TIMEOUT,
     NUMBERS,
     Settings,
@@ -15,6 +16,7 @@ from servermode.adapters.cli.settings import (
     load_settings,
     parse_forwarded_allow_ips,
 )
+from servermode.adapters.http.demo import MAX_DELAY
 
 
 class TestPrecedence:
@@ -195,6 +197,10 @@ class TestNumbers:
 
     def test_the_longest_drain_is_a_week(self) -> None:
         assert MAX_DRAIN_TIMEOUT == 7 * 24 * 3600
+
+    def test_the_demo_delay_bound_is_the_demos_own(self) -> None:
+        """A copy (the CLI's settings do not import the web stack) that must not drift."""
+        assert MAX_DEMO_DELAY == MAX_DELAY
 
 
 class TestWorkers:
