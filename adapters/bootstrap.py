@@ -1,9 +1,10 @@
 """The composition root: settings in, a controller and the gated ASGI application out.
 
-GateMiddleware(controller, rules)           classify, admit, count; starts the controller
-  └─ AdminDispatch                          servermode's paths -> admin app, the rest -> the app
-       ├─ admin_app(controller, auth)       /server/mode, /server/status, ... (Starlette)
-       └─ the app: --app module:attr, or the built-in demo
+AccessLogMiddleware (with --access-log)     one line per answer, the gate's refusals included
+  └─ GateMiddleware(controller, rules)      classify, admit, count; starts the controller
+       └─ AdminDispatch                     servermode's paths -> admin app, the rest -> the app
+            ├─ admin_app(controller, auth)  /server/mode, /server/status, ... (Starlette)
+            └─ the app: --app module:attr, or the built-in demo
 
 servermode's paths are one table (:mod:`.http.routes`), read by both the classification (in
 the rules) and the dispatch, so a request is served by servermode exactly when it is
@@ -13,15 +14,17 @@ classified as servermode's.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 from servermode.core import CONTEXT_SERVICES, ModeController
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 from uvicorn.importer import ImportFromStringError, import_from_string
 
 from .cli.settings import Settings, SettingsError
+from .http.access import AccessLogMiddleware
 from .http.admin import admin_app
 from .http.auth import TokenAuth
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
@@ -66,11 +69,17 @@ def load_rules(path: str) -> RouteRules:
 
 
 def build_service(
-    settings: Settings, app: ASGIApp | None = None, rules: RouteRules | None = None
+    settings: Settings,
+    app: ASGIApp | None = None,
+    rules: RouteRules | None = None,
+    *,
+    access_log: Callable[[Scope, int], None] | None = None,
 ) -> Service:
     """Wire the service that ``settings`` describe.
 
     ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules``.
+    ``access_log`` (e.g. an :class:`.http.access.AccessLog`) is told of every HTTP answer,
+    the gate's refusals included; without it there is no access-log layer at all.
     """
     if rules is None:
         rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
@@ -101,5 +110,7 @@ def build_service(
         stats=stats,
         body_timeout=settings.body_timeout,
     )
-    gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
+    gated: ASGIApp = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
+    if access_log is not None:
+        gated = AccessLogMiddleware(gated, access_log)
     return Service(app=gated, controller=controller, stats=stats)

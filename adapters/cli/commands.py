@@ -163,7 +163,15 @@ def main() -> None:
     help=f"Worker processes: only 1 for now, since the gate lives in the process "
     f"[{DEFAULTS.workers}] {_env('workers')}.",
 )
-@click.option("--log-level", help=f"[{DEFAULTS.log_level}] {_env('log_level')}.")
+@click.option(
+    "--log-level",
+    help=f"[{DEFAULTS.log_level}] {_env('log_level')}; the audit is written at any level.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help=f"One line per HTTP answer [on] {_env('access_log')}.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(LOG_FORMATS),
@@ -177,6 +185,7 @@ def serve(
     import uvicorn
 
     from ..bootstrap import build_service
+    from ..http.access import AccessLog
     from .logging import configure_logging
 
     try:
@@ -188,9 +197,10 @@ def serve(
             **flags,
         )
         check_exposure(settings)
-        configure_logging(settings.log_level, settings.log_format)
+        logs = configure_logging(settings.log_level, settings.log_format)
+        access = AccessLog(logs.lines.write, as_json=logs.as_json) if settings.access_log else None
         # Opens the state file and takes its lock: a second process on it stops here.
-        service = build_service(settings)
+        service = build_service(settings, access_log=access)
     except (SettingsError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     structlog.get_logger("servermode").info(
@@ -215,6 +225,10 @@ def serve(
         # every handshake the gate refuses with an HTTP answer (the 503 of a refused mode).
         ws="wsproto",
         server_header=False,
+        # servermode writes its own access lines (--access-log): uvicorn's stay off, and off
+        # entirely: uvicorn builds each line's arguments whenever its logger has a handler
+        # anywhere up the tree, even at a level that then drops the line.
+        access_log=False,
         # One process: uvicorn would otherwise read WEB_CONCURRENCY (see workers_refusal).
         workers=1,
         # X-Forwarded-For replaces the client (audited, logged) only from listed proxies:

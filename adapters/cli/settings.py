@@ -65,6 +65,8 @@ class Settings:
     insecure: bool = False
     log_level: str = "info"
     log_format: str = "auto"
+    # One line per HTTP answer; the audit trail is written whatever this and the level say.
+    access_log: bool = True
     # Comma-separated addresses or networks whose X-Forwarded-For / -Proto headers are
     # believed (the proxies in front); None: none, the client is the peer of the connection.
     forwarded_allow_ips: str | None = None
@@ -178,6 +180,7 @@ def parse_forwarded_allow_ips(text: str) -> str | None:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     **{name: number.parse for name, number in NUMBERS.items()},
     "insecure": _parse_bool,
+    "access_log": _parse_bool,
     "forwarded_allow_ips": parse_forwarded_allow_ips,
 }
 

@@ -44,6 +44,14 @@ class TestPrecedence:
         assert settings.timeout_policy == "rollback"
         assert settings.insecure is True
 
+    def test_access_log_is_on_by_default_and_its_own_switch(self) -> None:
+        """SERVERMODE_ACCESS_LOG turns the access log off (or on); the flag beats it."""
+        assert load_settings({}).access_log is True
+        assert load_settings({"SERVERMODE_ACCESS_LOG": "false"}).access_log is False
+        assert load_settings({"SERVERMODE_ACCESS_LOG": "0"}, access_log=True).access_log is True
+        with pytest.raises(SettingsError, match="SERVERMODE_ACCESS_LOG"):
+            load_settings({"SERVERMODE_ACCESS_LOG": "sometimes"})
+
     def test_initial_mode_is_normalised(self) -> None:
         """The initial mode is read case-insensitively."""
         assert load_settings({"SERVERMODE_INITIAL_MODE": "Maintenance"}).initial_mode == (
