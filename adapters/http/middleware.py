@@ -74,18 +74,11 @@ class GateMiddleware:
         self.sockets = OpenSockets(controller)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            # HTTP first: this dispatch runs on every request.
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # HTTP is handled here rather than in a method of its own: this runs on every request,
+        # and one coroutine less per request is measurable (bench/README.md, item 2).
+        if scope["type"] != "http":
+            await self._other(scope, receive, send)
+            return
         stats = self.stats
         stats.request()
         path = scope["path"]
@@ -93,7 +86,8 @@ class GateMiddleware:
         try:
             if not self._life.started:
                 await self._life.start()
-            ticket = self.controller.admit(self.rules.classify(scope["method"], normal))
+            # The gate's admit itself (ModeController.admit only forwards to it).
+            ticket = self.controller.gate.admit(self.rules.classify(scope["method"], normal))
         except ServerModeError as exc:  # refused, or the store could not load at first start
             problem, description, headers = problem_for_exception(exc)
             stats.response(problem.status)
@@ -133,6 +127,15 @@ class GateMiddleware:
             raise
         finally:
             ticket.release()
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats = self.stats
