@@ -53,8 +53,14 @@ diagrams: $(STAMP)
 BENCHES := admission switch_latency idle_switch scale asgi_overhead http_overhead \
 	status_throughput refusal_throughput shipped_service
 
-# The HTTP benchmarks load their servers with wrk when it is installed (an asyncio client otherwise).
-bench: $(STAMP)
+# The HTTP benchmarks load their servers with wrk when it is installed (an asyncio client otherwise);
+# they measure uvicorn's plain stack and, with the `fast` extra installed here, httptools + uvloop.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,fast]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo 'wrk not installed: the asyncio load generator is used'
 	for b in $(BENCHES); do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
 

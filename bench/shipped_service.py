@@ -120,6 +120,15 @@ def measure(options: Options, generator_choice: str = "auto") -> Report:
     serve_cost = 1 - ratio(SERVE_LOGGED, SERVE_QUIET)
     report.figure("uvicorn's access log: share of throughput lost", uvicorn_cost)
     report.figure("servermode's access log: share of throughput lost", serve_cost)
+    # The same by the servers' CPU time per request (steadier on a shared machine).
+    uvicorn_cpu = 1 - measured.cpu_ratio(UVICORN_LOGGED, UVICORN)
+    serve_cpu = 1 - measured.cpu_ratio(SERVE_LOGGED, SERVE_QUIET)
+    report.figure("uvicorn's access log: share lost, by CPU", uvicorn_cpu)
+    report.figure("servermode's access log: share lost, by CPU", serve_cpu)
+    report.figure("serve quiet / uvicorn APP by CPU", measured.cpu_ratio(SERVE_QUIET, UVICORN))
+    report.figure(
+        "serve quiet / composition under uvicorn by CPU", measured.cpu_ratio(SERVE_QUIET, COMPOSED)
+    )
     report.check(
         "servermode's access log cost / uvicorn's",
         report.figure("access log cost, servermode / uvicorn", serve_cost / uvicorn_cost),
