@@ -107,8 +107,8 @@ async def run(switches: int, folder: Path) -> dict[str, list[int]]:
         return samples
 
 
-def measure(switches: int, folder: Path, quick: bool) -> Report:
-    report = Report("idle_switch", quick, {"switches_per_store": switches, "folder": str(folder)})
+def measure(switches: int, folder: Path, quick: bool, where: str = "a temporary folder") -> Report:
+    report = Report("idle_switch", quick, {"switches_per_store": switches, "folder": where})
     samples = asyncio.run(run(switches, folder))
     memory_p50 = percentile(samples["in memory"], 50)
     rows: list[Sequence[str | float]] = []
@@ -141,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     with contextlib.ExitStack() as stack:
         folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         folder.mkdir(parents=True, exist_ok=True)
-        measure(switches, folder, options.quick).finish(options)
+        # The results name the folder only when it was chosen (a temporary name says nothing).
+        where = str(args.dir) if args.dir else "a temporary folder"
+        measure(switches, folder, options.quick, where).finish(options)
 
 
 if __name__ == "__main__":
