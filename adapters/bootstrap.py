@@ -13,11 +13,12 @@ classified as servermode's.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from servermode.core import CONTEXT_SERVICES, ModeController
+from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, ModeController
 from starlette.types import ASGIApp
 from uvicorn.importer import ImportFromStringError, import_from_string
 
@@ -43,8 +44,18 @@ class Service:
     stats: RequestStats
 
 
-def load_app(spec: str) -> ASGIApp:
-    """The ASGI application named ``module:attr`` (as uvicorn names apps)."""
+def load_app(spec: str, app_dir: str = ".") -> ASGIApp:
+    """The ASGI application named ``module:attr``, looked for in ``app_dir`` first.
+
+    As uvicorn does (its ``--app-dir``, default the current folder): a console script's
+    ``sys.path`` starts with the folder of the script, not the one it was started in, so a
+    module beside the operator would otherwise not be found.
+    """
+    folder = Path(app_dir).resolve()
+    if not folder.is_dir():
+        raise SettingsError(f"--app-dir {app_dir}: no such folder")
+    if str(folder) not in sys.path[:1]:
+        sys.path.insert(0, str(folder))
     try:
         app = import_from_string(spec)
     except ImportFromStringError as exc:
@@ -66,22 +77,28 @@ def load_rules(path: str) -> RouteRules:
 
 
 def build_service(
-    settings: Settings, app: ASGIApp | None = None, rules: RouteRules | None = None
+    settings: Settings,
+    app: ASGIApp | None = None,
+    rules: RouteRules | None = None,
+    policy: AdmissionPolicy | None = None,
 ) -> Service:
     """Wire the service that ``settings`` describe.
 
-    ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules``.
+    ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules`` (else
+    the Context Services rules); ``policy`` is the admission policy (else Context Services).
     """
     if rules is None:
         rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
+    if policy is None:
+        policy = CONTEXT_SERVICES
     try:
-        rules.check(CONTEXT_SERVICES)
+        rules.check(policy)
         auth = TokenAuth(settings.admin_token, settings.read_token)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     controller = ModeController(
         open_store(settings.state),
-        policy=CONTEXT_SERVICES,
+        policy=policy,
         initial_mode=settings.initial_mode,
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
@@ -90,7 +107,7 @@ def build_service(
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (
-            load_app(settings.app)
+            load_app(settings.app, settings.app_dir)
             if settings.app
             else demo_app(settings.demo_delay, observe=lambda: controller.state)
         )

@@ -43,6 +43,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     app: str | None = None  # "module:attr" of the ASGI app to gate; None: the built-in demo
+    app_dir: str = "."  # where --app's module is looked for first (as uvicorn's --app-dir)
     state: str = DEFAULT_STATE  # ":memory:" or the path of a SQLite file
     drain_timeout: float = 60.0
     timeout_policy: str = TimeoutPolicy.FORCE.value
