@@ -11,16 +11,19 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import threading
+import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, TypeVar
 
 import click
 from servermode.core import TimeoutPolicy
 
 from ..http.routes import MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
+from ..version import VERSION
 from .client import ServiceClient, ServiceError
+from .progress import DrainProgress, describe_drain
 from .settings import (
     LOG_FORMATS,
     Settings,
@@ -44,6 +47,7 @@ def _env(name: str) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, "--version", "-V", prog_name="servermode")
 def main() -> None:
     """Put a server in production or maintenance mode and switch between them safely."""
 
@@ -255,54 +259,105 @@ def set_mode(
     interval: float,
     timeout: float,
 ) -> None:
-    """Switch a running service to MODE; returns once the switch is complete."""
+    """Switch a running service to MODE; returns once the switch is complete.
+
+    Interrupting it (Ctrl-C) stops only the watching: the switch goes on in the service;
+    `servermode cancel` abandons it.
+    """
     client = _client(url, token_file)
-    body: dict[str, str] = {"mode": mode.lower()}
+    mode = mode.lower()
+    body: dict[str, str] = {"mode": mode}
     if reason:
         body["reason"] = reason
+    # Our own request id: the history record of this very switch can be found by it.
+    request_id = uuid.uuid4().hex
     outcome: dict[str, Any] = {}
 
     def post() -> None:
         try:
-            outcome["answer"] = client.post_json(MODE_PATH, body, timeout=timeout)
+            outcome["answer"] = client.post_json(
+                MODE_PATH, body, timeout=timeout, headers={"X-Request-ID": request_id}
+            )
         except ServiceError as exc:
             outcome["error"] = exc
 
+    progress = DrainProgress(sys.stdout)
     poster = threading.Thread(target=post, name="servermode-set", daemon=True)
-    poster.start()
-    poster.join(interval if wait else None)
-    while poster.is_alive():
-        _show_progress(client)
-        poster.join(interval)
+    try:
+        poster.start()
+        poster.join(interval if wait else None)
+        while poster.is_alive():
+            _show_progress(client, progress)
+            poster.join(interval)
+    except KeyboardInterrupt:
+        progress.finish()
+        click.echo(_still_switching(client, mode), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    progress.finish()
     if "error" in outcome:
         raise _fail(outcome["error"])
     answer, headers = outcome["answer"]
     how = headers.get("Servermode-Outcome", "completed")
+    if how == "forced":
+        how = _forced(client, request_id)
     click.echo(f"server changed: {answer['server changed']} ({how})")
 
 
-def _show_progress(client: ServiceClient) -> None:
+#: The exit status of a command interrupted with Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def _show_progress(client: ServiceClient, progress: DrainProgress) -> None:
     try:
         document = client.get(STATUS_PATH)
     except ServiceError as exc:
-        click.echo(f"status unavailable: {exc}", err=True)
+        progress.problem(str(exc))
         return
-    if "target" not in document:
-        return
-    in_flight = document.get("in_flight", {})
-    busy = ", ".join(f"{k} {v}" for k, v in in_flight.items() if v) or "none"
-    left = _seconds_between(document["system_time"], document["deadline"])
-    click.echo(
-        f"draining to {document['target']}: {sum(in_flight.values())} in flight ({busy}), "
-        f"{left:.1f}s left"
+    progress.show(document)
+
+
+def _still_switching(client: ServiceClient, mode: str) -> str:
+    """What Ctrl-C during `set` leaves behind: the switch goes on in the service."""
+    stopped = "Interrupted: this command stopped waiting"
+    remedy = "`servermode status` shows it; `servermode cancel` abandons it"
+    try:
+        document = client.with_timeout(2).get(STATUS_PATH)
+    except ServiceError:
+        return (
+            f"{stopped}, but the switch to {mode}, if the service received it, continues there: "
+            f"{remedy} and keeps the mode in force."
+        )
+    described = describe_drain(document)
+    if described is None:
+        return f"{stopped}; the service is in {document.get('mode')} mode, no switch under way."
+    return (
+        f"{stopped}, but the switch continues on the service ({described[1]}): {remedy} "
+        f"and keeps {document.get('mode')} mode."
     )
 
 
-def _seconds_between(start: str, end: str) -> float:
-    def parse(text: str) -> datetime:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _forced(client: ServiceClient, request_id: str) -> str:
+    """``forced: N requests still running (category N, ...)``, read from the switch's record."""
+    try:
+        page = client.get(TRANSITIONS_PATH, {"limit": FORCED_LOOKUP})
+        record = next(r for r in page["transitions"] if r.get("request_id") == request_id)
+    except (ServiceError, StopIteration, KeyError, TypeError):
+        return "forced: the drain timed out with requests still running"
+    stragglers: Mapping[str, int] = record.get("stragglers") or {}
+    total = sum(stragglers.values())
+    which = ", ".join(f"{category} {count}" for category, count in stragglers.items() if count)
+    noun = "request" if total == 1 else "requests"
+    return f"forced: {total} {noun} still running" + (f": {which}" if which else "")
 
-    return max(0.0, (parse(end) - parse(start)).total_seconds())
+
+#: How many of the newest records are searched for the switch just made (others may follow it).
+FORCED_LOOKUP = 20
+
+
+def _counts(counts: Mapping[str, int] | None) -> str:
+    """``{"profile": 2}`` as ``profile=2``, or ``-`` when there are none."""
+    shown = ",".join(f"{name}={n}" for name, n in (counts or {}).items() if n)
+    return shown or "-"
 
 
 HISTORY_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
@@ -314,6 +369,7 @@ HISTORY_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
     ("MS", lambda r: f"{float(r.get('duration_ms') or 0):.0f}"),
     ("ACTOR", lambda r: str(r.get("actor") or "-")),
     ("CLIENT", lambda r: str(r.get("client") or "-")),
+    ("STRAGGLERS", lambda r: _counts(r.get("stragglers"))),
     ("REASON", lambda r: str(r.get("reason") or "")),
 )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from servermode.core import Mode, Outcome, State, TimeoutPolicy
 
+from ..version import VERSION
 from .problems import Problem
 from .routes import LIVE_PATH, MODE_PATH, OPENAPI_PATH, READY_PATH, STATUS_PATH, TRANSITIONS_PATH
 
@@ -302,7 +303,7 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "servermode",
-        "version": "1",
+        "version": VERSION,
         "description": (
             "Switch a server between production and maintenance mode safely "
             "(Context Services 'Set Server Mode' compatible)."

@@ -73,7 +73,7 @@ class TestAgainstARunningService:
         assert code == 0
         header, newest, *_ = out.splitlines()
         assert header.split() == [
-            "ID", "AT", "OUTCOME", "FROM", "TO", "MS", "ACTOR", "CLIENT", "REASON"
+            "ID", "AT", "OUTCOME", "FROM", "TO", "MS", "ACTOR", "CLIENT", "STRAGGLERS", "REASON"
         ]  # fmt: skip
         assert newest.split()[3:6] == ["completed", "production", "maintenance"]
         assert newest.split()[7] == "admin"

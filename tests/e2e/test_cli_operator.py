@@ -1,0 +1,182 @@
+"""The operator always knows what is happening: `set --wait` progress, a forced switch's
+stragglers, Ctrl-C during a switch, the version (issue 10)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+
+import httpx2
+import pytest
+
+from .servers import REPO, cli, free_port, running_process
+
+pytestmark = pytest.mark.timeout(60)
+
+CLI = [sys.executable, "-m", "servermode.adapters.cli"]
+
+
+@contextmanager
+def service(drain_timeout: float) -> Iterator[str]:
+    """`servermode serve` (the demo) in its own process, with this drain timeout."""
+    port = free_port()
+    argv = [*CLI, "serve", "--port", str(port), "--drain-timeout", str(drain_timeout)]
+    with running_process(argv, port) as url:
+        yield url
+
+
+def slow(url: str, path: str, seconds: float) -> threading.Thread:
+    """A demo request that takes ``seconds``, started in a thread."""
+    thread = threading.Thread(
+        target=httpx2.get, args=(f"{url}{path}?delay={seconds}",), kwargs={"timeout": 30}
+    )
+    thread.start()
+    return thread
+
+
+def in_flight(url: str) -> int:
+    return sum(httpx2.get(f"{url}/server/status").json()["in_flight"].values())
+
+
+def wait_for(condition: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def operator_env(url: str) -> dict[str, str]:
+    return {**os.environ, "SERVERMODE_URL": url, "SERVERMODE_ADMIN_TOKEN": "", "COLUMNS": "200"}
+
+
+def test_version() -> None:
+    """`servermode --version` prints the installed package's version."""
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"servermode, version {version('servermode')}"
+
+
+def test_off_a_terminal_a_line_only_when_something_changes() -> None:
+    """Piped, `set --wait` prints one line per change of the requests in flight, not per poll."""
+    with service(drain_timeout=10) as url:
+        requests = [slow(url, "/profiles/1", 0.8), slow(url, "/services/1", 1.6)]
+        wait_for(lambda: in_flight(url) == 2)
+        result = subprocess.run(
+            [*CLI, "set", "maintenance", "--wait", "--interval", "0.1"],
+            env=operator_env(url),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        for request in requests:
+            request.join()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "server changed: maintenance (completed)"
+    progress = [line.rsplit(",", 1)[0] for line in lines[:-1]]
+    # Polled every 0.1 s for ~1.6 s, but only two different situations to tell (and maybe a
+    # third: all released, the new state being saved).
+    assert progress[:2] == [
+        "draining to maintenance: 2 in flight (profile 1, service 1)",
+        "draining to maintenance: 1 in flight (service 1)",
+    ], result.stdout
+    assert progress[2:] in ([], ["draining to maintenance: 0 in flight (none)"]), result.stdout
+    assert all(line.endswith("s left") for line in lines[:-1])
+    assert "\r" not in result.stdout
+
+
+def test_on_a_terminal_one_live_line() -> None:
+    """On a terminal the progress is one line rewritten in place, erased before the result."""
+    with service(drain_timeout=10) as url:
+        request = slow(url, "/profiles/1", 1.0)
+        wait_for(lambda: in_flight(url) == 1)
+        leader, follower = pty.openpty()
+        with subprocess.Popen(
+            [*CLI, "set", "maintenance", "--wait", "--interval", "0.1"],
+            env=operator_env(url),
+            stdout=follower,
+            stderr=subprocess.DEVNULL,
+        ) as process:
+            os.close(follower)
+            output = b""
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the terminal's other end is closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            os.close(leader)
+            assert process.wait(10) == 0
+        request.join()
+    text = output.decode()
+    *updates, result = text.split("\r\x1b[K")
+    assert result.strip() == "server changed: maintenance (completed)"
+    assert len(updates) > 3  # rewritten at every poll
+    assert updates[0] == ""  # the first update also starts by erasing the line
+    running = "draining to maintenance: 1 in flight (profile 1), "
+    finished = "draining to maintenance: 0 in flight (none), "  # released, not yet switched
+    assert all(u.startswith((running, finished)) for u in updates[1:]), updates
+    assert updates[1].startswith(running)
+    assert "\n" not in "".join(updates)  # one line, never scrolled
+
+
+def test_forced_says_how_many_still_ran_and_history_shows_them() -> None:
+    """A drain that times out under force names its stragglers, in `set` and in `history`."""
+    with service(drain_timeout=0.5) as url:
+        request = slow(url, "/profiles/1", 3)
+        wait_for(lambda: in_flight(url) == 1)
+        env = operator_env(url)
+        switch = subprocess.run(
+            [*CLI, "set", "maintenance"], env=env, capture_output=True, text=True, timeout=30
+        )
+        history = subprocess.run(
+            [*CLI, "history", "--limit", "1"], env=env, capture_output=True, text=True, timeout=30
+        )
+        request.join()
+    assert switch.stdout.strip() == (
+        "server changed: maintenance (forced: 1 request still running: profile 1)"
+    ), switch.stderr
+    header, newest = history.stdout.splitlines()
+    assert "STRAGGLERS" in header.split()
+    assert newest.split()[3] == "forced"
+    assert newest.split()[header.split().index("STRAGGLERS") + 1] == "profile=1"
+
+
+def test_ctrl_c_says_the_switch_goes_on_and_how_to_cancel_it() -> None:
+    """Ctrl-C during `set --wait` explains that the switch continues on the service."""
+    with service(drain_timeout=10) as url:
+        request = slow(url, "/profiles/1", 2.5)
+        wait_for(lambda: in_flight(url) == 1)
+        with subprocess.Popen(
+            [*CLI, "set", "maintenance", "--wait", "--interval", "0.1"],
+            env=operator_env(url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        ) as process:
+            assert process.stdout is not None and process.stderr is not None
+            first = process.stdout.readline()
+            assert first.startswith("draining to maintenance: 1 in flight"), first
+            process.send_signal(signal.SIGINT)
+            code = process.wait(10)
+            err = process.stderr.read()
+        status = httpx2.get(f"{url}/server/status").json()
+        request.join()
+        after = httpx2.get(f"{url}/server/status").json()
+    assert code == 130
+    assert "Aborted" not in err and "Traceback" not in err
+    assert "the switch continues on the service (draining to maintenance: 1 in flight" in err
+    assert "`servermode cancel` abandons it" in err
+    assert status["state"] == "draining_to_maintenance"  # the switch went on
+    assert after["mode"] == "maintenance"
