@@ -425,7 +425,9 @@ def diagram(fmt: str, output: str | None) -> None:
         text = render("mermaid") if fmt == "mermaid" else render("dot")
     except ImportError as exc:
         raise click.ClickException(
-            f"the {fmt} diagram needs the graphviz Python package ({exc})"
+            f"the {fmt} diagram needs the graphviz Python package ({exc}): install it with "
+            "`pip install 'servermode[diagram]'` (in this repository: `.venv/bin/pip install "
+            "graphviz`), or use --format mermaid, which needs nothing more"
         ) from None
     data = text.encode()
     if fmt == "svg":
