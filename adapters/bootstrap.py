@@ -1,9 +1,10 @@
 """The composition root: settings in, a controller and the gated ASGI application out.
 
-GateMiddleware(controller, rules)           classify, admit, count; starts the controller
-  └─ AdminDispatch                          servermode's paths -> admin app, the rest -> the app
-       ├─ admin_app(controller, auth)       /server/mode, /server/status, ... (Starlette)
-       └─ the app: --app module:attr, or the built-in demo
+ReportStart                                   logs the mode in force once started
+  └─ GateMiddleware(controller, rules)        classify, admit, count; starts the controller
+       └─ AdminDispatch                       servermode's paths -> admin app, the rest -> app
+            ├─ admin_app(controller, auth)    /server/mode, /server/status, ... (Starlette)
+            └─ the app: --app module:attr, or the built-in demo
 
 servermode's paths are one table (:mod:`.http.routes`), read by both the classification (in
 the rules) and the dispatch, so a request is served by servermode exactly when it is
@@ -30,6 +31,7 @@ from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
 from .http.middleware import GateMiddleware
 from .http.stats import RequestStats
+from .startup import ReportStart
 from .store.factory import open_store
 
 __all__ = ["Service", "build_service", "load_app", "load_rules"]
@@ -119,4 +121,6 @@ def build_service(
         body_timeout=settings.body_timeout,
     )
     gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
-    return Service(app=gated, controller=controller, stats=stats)
+    return Service(
+        app=ReportStart(gated, controller, settings.state), controller=controller, stats=stats
+    )

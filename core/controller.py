@@ -21,8 +21,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-import structlog
-
 from .audit import AuditLog
 from .errors import (
     ModeChangeCancelled,
@@ -33,6 +31,7 @@ from .errors import (
     SwitchInProgress,
 )
 from .gate import Gate, Ticket
+from .logs import get_logger
 from .machine import DrainRoute, ModeMachine, TimeoutPolicy, Transition, Trigger, drain_to, step
 from .modes import Mode, State, parse_mode
 from .policy import CONTEXT_SERVICES, AdmissionPolicy
@@ -51,7 +50,7 @@ MAX_DRAIN_TIMEOUT: Final = 7 * 24 * 3600.0
 #: state refuses); returns the long-lived connections it closed, per category, or None.
 DrainListener = Callable[[State], Mapping[str, int] | None]
 
-_log = structlog.get_logger("servermode")
+_log = get_logger("servermode")
 
 
 @dataclass(frozen=True, slots=True)

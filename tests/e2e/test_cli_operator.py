@@ -3,6 +3,7 @@ stragglers, Ctrl-C during a switch, the version (issue 10)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import signal
@@ -13,11 +14,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
+from pathlib import Path
 
 import httpx2
 import pytest
 
-from .servers import REPO, cli, free_port, running_process
+from .servers import REPO, cli, free_port, running_process, wait_until_live
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -180,3 +182,48 @@ def test_ctrl_c_says_the_switch_goes_on_and_how_to_cancel_it() -> None:
     assert "`servermode cancel` abandons it" in err
     assert status["state"] == "draining_to_maintenance"  # the switch went on
     assert after["mode"] == "maintenance"
+
+
+@contextmanager
+def logged_service(tmp_path: Path, name: str, *args: str) -> Iterator[tuple[str, Path, Path]]:
+    """`servermode serve ARGS` with its stdout and its stderr in two files."""
+    port = free_port()
+    out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [*CLI, "serve", "--port", str(port), "--log-format", "json", *args],
+            cwd=REPO,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_live(url, process, output=err.read_text)
+        yield url, out, err
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(10)
+
+
+def events(path: Path, name: str) -> list[dict[str, object]]:
+    return [e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == name]
+
+
+def test_a_restart_says_which_mode_it_restored_on_stderr(tmp_path: Path) -> None:
+    """At start the service logs the mode it restored, a warning when that is maintenance;
+    every log line goes to stderr, none to stdout."""
+    state = str(tmp_path / "state.db")
+    with logged_service(tmp_path, "first", "--state", state) as (url, out, err):
+        switch = httpx2.post(f"{url}/server/mode", json={"mode": "maintenance"}, timeout=10)
+        assert switch.status_code == 200
+    [first] = events(err, "mode_restored")
+    assert (first["level"], first["mode"]) == ("info", "production")
+    with logged_service(tmp_path, "second", "--state", state) as (url, out2, err2):
+        pass
+    [second] = events(err2, "mode_restored")
+    assert (second["level"], second["mode"], second["kept_in"]) == ("warning", "maintenance", state)
+    assert second["refused"] == ["profile", "service"]
+    assert "production traffic is refused" in str(second["note"])
+    assert out.read_text() == out2.read_text() == ""
+    assert events(err, "mode_transition") and events(err2, "servermode_serving")
