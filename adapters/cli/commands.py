@@ -15,26 +15,19 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
-from servermode.core import StoreError, TimeoutPolicy
+from servermode.core import StoreError
+from servermode.core.logs import get_logger
 
 from ..http.routes import MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
 from ..version import VERSION
 from .client import ServiceClient, ServiceError
+from .effective import effective_config, format_config
+from .options import resolve, serve_options
 from .progress import DrainProgress, describe_drain
-from .settings import (
-    LOG_FORMATS,
-    NUMBERS,
-    Settings,
-    SettingsError,
-    check_exposure,
-    env_name,
-    load_settings,
-    parse_forwarded_allow_ips,
-    read_token_file,
-)
+from .settings import Settings, SettingsError, check_exposure, env_name, read_token_file
 
 __all__ = ["main"]
 
@@ -42,37 +35,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULTS = Settings()
 #: Seconds a graceful stop waits beyond the drain timeout before it cancels requests.
 GRACE_MARGIN = 1
-
-
-def _env(name: str) -> str:
-    return f"(env {env_name(name)})"
-
-
-if TYPE_CHECKING:  # generic from click 8.2 on; a plain class before
-    _ParamType = click.ParamType[Any, Any]
-else:
-    _ParamType = click.ParamType
-
-
-class Parsed(_ParamType):
-    """A flag read by the same function as its environment variable (bounds included)."""
-
-    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
-        self.name = name
-        self._parse = parse
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return self._parse(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _number(name: str) -> Parsed:
-    number = NUMBERS[name]
-    return Parsed("integer" if number.kind is int else "float", number.parse)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,122 +47,34 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", help=f"Address to listen on [{DEFAULTS.host}] {_env('host')}.")
-@click.option("--port", type=_number("port"), help=f"Port [{DEFAULTS.port}] {_env('port')}.")
-@click.option(
-    "--app",
-    metavar="MODULE:ATTR",
-    help=f"ASGI application to gate [the built-in demo] {_env('app')}.",
-)
-@click.option(
-    "--state",
-    metavar="PATH",
-    help=f"Where the mode is kept: ':memory:' or a SQLite file [{DEFAULTS.state}] {_env('state')}.",
-)
-@click.option(
-    "--drain-timeout",
-    type=_number("drain_timeout"),
-    help=f"Seconds a switch waits for running requests [{DEFAULTS.drain_timeout:g}] "
-    f"{_env('drain_timeout')}.",
-)
-@click.option(
-    "--timeout-policy",
-    type=click.Choice([p.value for p in TimeoutPolicy]),
-    help=f"When the drain times out: switch anyway or stay [{DEFAULTS.timeout_policy}] "
-    f"{_env('timeout_policy')}.",
-)
-@click.option(
-    "--initial-mode",
-    type=click.Choice(["production", "maintenance"], case_sensitive=False),
-    help=f"Mode when nothing is kept yet [{DEFAULTS.initial_mode}] {_env('initial_mode')}.",
-)
-@click.option(
-    "--retry-after",
-    type=_number("retry_after"),
-    help=f"Retry-After (s) for requests a mode refuses [{DEFAULTS.retry_after}] "
-    f"{_env('retry_after')}.",
-)
-@click.option(
-    "--rules",
-    metavar="FILE",
-    help=f"JSON route rules [the Context Services preset] {_env('rules')}.",
-)
-@click.option(
-    "--demo-delay",
-    type=_number("demo_delay"),
-    help=f"Seconds each demo request takes [{DEFAULTS.demo_delay:g}] {_env('demo_delay')}.",
-)
-@click.option(
-    "--body-timeout",
-    type=_number("body_timeout"),
-    help=f"Seconds a mode request body may take to arrive, else 408 "
-    f"[{DEFAULTS.body_timeout:g}] {_env('body_timeout')}.",
-)
-@click.option(
-    "--admin-token-file",
-    metavar="FILE",
-    help=f"File holding the admin bearer token {_env('admin_token_file')}; "
-    f"or set {env_name('admin_token')}.",
-)
-@click.option(
-    "--read-token-file",
-    metavar="FILE",
-    help=f"File holding the status read token {_env('read_token_file')}; "
-    f"or set {env_name('read_token')}.",
-)
-@click.option(
-    "--insecure",
-    is_flag=True,
-    help=f"Allow a non-loopback address without an admin token {_env('insecure')}.",
-)
-@click.option(
-    "--forwarded-allow-ips",
-    metavar="IPS",
-    type=Parsed("ips", parse_forwarded_allow_ips),
-    help="Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or "
-    "networks separated by commas, or * [none: the client is the connection's peer] "
-    f"{_env('forwarded_allow_ips')}.",
-)
-@click.option(
-    "--workers",
-    type=_number("workers"),
-    help=f"Worker processes: only 1 for now, since the gate lives in the process "
-    f"[{DEFAULTS.workers}] {_env('workers')}.",
-)
-@click.option("--log-level", help=f"[{DEFAULTS.log_level}] {_env('log_level')}.")
-@click.option(
-    "--log-format",
-    type=click.Choice(LOG_FORMATS),
-    help=f"auto: console on a terminal, JSON otherwise {_env('log_format')}.",
-)
-def serve(
-    admin_token_file: str | None, read_token_file: str | None, insecure: bool, **flags: Any
-) -> None:
-    """Serve the admin routes and the gated application with uvicorn."""
-    import structlog
+@serve_options
+def serve(**values: Any) -> None:
+    """Serve the admin routes and the gated application with uvicorn.
+
+    Each setting is a flag, a SERVERMODE_* variable and a key of the config file's [serve]
+    table; a flag wins over its variable, which wins over the file.
+    """
     import uvicorn
 
     from ..bootstrap import build_service
     from .logging import configure_logging
 
     try:
-        settings = load_settings(
-            os.environ,
-            admin_token_file=admin_token_file,
-            read_token_file_path=read_token_file,
-            insecure=True if insecure else None,
-            **flags,
-        )
+        resolved = resolve(click.get_current_context(), values)
+        settings = resolved.settings
         check_exposure(settings)
         configure_logging(settings.log_level, settings.log_format)
         # Opens the state file and takes its lock: a second process on it stops here.
-        service = build_service(settings)
+        service = build_service(settings, rules=resolved.rules(), policy=resolved.policy)
     except (SettingsError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
-    structlog.get_logger("servermode").info(
+    get_logger("servermode").info(
         "servermode_serving",
         url=f"http://{settings.host}:{settings.port}",
         app=settings.app or "demo",
+        config=str(resolved.config.path) if resolved.config is not None else None,
+        policy=resolved.policy_source,
+        rules=resolved.rules_source,
         state=settings.state,
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
@@ -232,6 +106,20 @@ def serve(
     )
 
 
+@main.command(name="config")
+@serve_options
+@click.option("--json", "as_json", is_flag=True, help="Print it all as JSON.")
+def show_config(as_json: bool, **values: Any) -> None:
+    """Print the settings, categories and route rules `serve` would run with, and where each
+    value comes from (flag, variable, config file, default). Tokens are masked."""
+    try:
+        resolved = resolve(click.get_current_context(), values)
+        report = effective_config(resolved)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report, indent=2) if as_json else format_config(report))
+
+
 # -- talking to a running service ------------------------------------------------------------
 
 
@@ -242,14 +130,16 @@ def _client_options(command: F) -> F:
         envvar=env_name("url"),
         default=f"http://127.0.0.1:{port}",
         show_default=True,
-        help=f"The service {_env('url')}.",
+        show_envvar=True,
+        help="The service.",
     )(command)
     command = click.option(
         "--token-file",
         metavar="FILE",
         envvar=env_name("token_file"),
-        help=f"File holding the bearer token {_env('token_file')}; or set "
-        f"{env_name('token')} (else {env_name('admin_token')} is used).",
+        show_envvar=True,
+        help=f"File holding the bearer token; or set {env_name('token')} "
+        f"(else {env_name('admin_token')} is used).",
     )(command)
     return command
 

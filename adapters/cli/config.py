@@ -40,7 +40,7 @@ from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, Mode, TimeoutPoli
 from ..http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from ..store.factory import MEMORY
 from .logging import LOG_LEVELS
-from .settings import LOG_FORMATS, Settings, SettingsError
+from .settings import LOG_FORMATS, NUMBERS, Settings, SettingsError, parse_forwarded_allow_ips
 
 __all__ = [
     "CONFIG_ENV",
@@ -197,6 +197,15 @@ def _setting(path: Path, key: str, kind: type, value: object) -> Any:
     choices = _CHOICES.get(key)
     if choices is not None and value not in choices:
         raise ConfigError(path, f"serve.{key}: expected one of {', '.join(choices)}, not {value!r}")
+    number = NUMBERS.get(key)
+    if number is not None and number.problem(typing.cast(float, value)) is not None:
+        noun = "a whole number" if number.kind is int else "a number"
+        raise ConfigError(path, f"serve.{key}: expected {noun} {number.describe()}, not {value!r}")
+    if key == "forwarded_allow_ips":
+        try:
+            value = parse_forwarded_allow_ips(typing.cast(str, value))
+        except ValueError as exc:
+            raise ConfigError(path, f"serve.{key}: {exc}") from None
     if key in PATH_SETTINGS and isinstance(value, str) and value != MEMORY:
         value = str(path.parent / value) if not Path(value).is_absolute() else value
     return value
