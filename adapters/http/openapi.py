@@ -147,6 +147,12 @@ SCHEMAS: dict[str, Any] = {
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
+            "waiting_for": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "only while draining: the categories the drain waits for "
+                "(counted, refused by its target)",
+            },
         },
         "additionalProperties": False,
     },

@@ -138,4 +138,5 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         document["target"] = status.target.value
         document["drain_started"] = format_time(status.drain_started)
         document["deadline"] = format_time(status.deadline)
+        document["waiting_for"] = list(controller.policy.outgoing(status.state))
     return document
