@@ -229,11 +229,21 @@ class ModeController:
             state = self.initial_mode.state
             record = self._record(state, state, None, self.initial_mode, Outcome.INITIALIZED, now)
         elif persisted.state.is_draining:
-            # No request survived the crash, so there is nothing left to drain: complete it.
+            # No request survived the crash, so there is nothing left to drain: complete it,
+            # in the name of whoever asked for it.
             recover = self._step(persisted.state, Trigger.RECOVER)
             state = recover.dest
+            asked = _Context(
+                persisted.actor, persisted.client, persisted.request_id, persisted.reason
+            )
             record = self._record(
-                persisted.state, state, recover.trigger, state.mode, _outcome(recover), now
+                persisted.state,
+                state,
+                recover.trigger,
+                state.mode,
+                _outcome(recover),
+                now,
+                **asked.fields(),
             )
         else:
             state = persisted.state
@@ -356,7 +366,13 @@ class ModeController:
 
     async def _run(self, drain: _Drain) -> TransitionRecord:
         route = drain.route
-        intent = PersistedState(route.state, drain.started_at, drain.started_at, drain.deadline_at)
+        intent = PersistedState(
+            route.state,
+            drain.started_at,
+            drain.started_at,
+            drain.deadline_at,
+            **drain.context.fields(),
+        )
         await self._save_to_the_end(intent)
         self._begin(drain)
         trigger = await self._wait(drain)
