@@ -28,10 +28,13 @@ _new_ticket = object.__new__
 
 
 class _Counter:
-    __slots__ = ("n",)
+    __slots__ = ("admitted", "n", "refused")
 
     def __init__(self) -> None:
-        self.n = 0
+        self.n = 0  # in flight (counted categories only)
+        # Totals since the gate was made, for metrics: kept beside n, under the same lock.
+        self.admitted = 0
+        self.refused = 0
 
 
 # What admit() finds for a category in a state: its counter (admitted, counted), False
@@ -108,7 +111,9 @@ class Gate:
         self.refusal_retry_after = refusal_retry_after
         self._clock = clock
         self._lock = threading.Lock()
-        self._counters = {name: _Counter() for name in policy.counted_categories}
+        # One counter per category; the counted ones also count what is in flight.
+        self._totals = {name: _Counter() for name in policy.categories}
+        self._counters = {name: self._totals[name] for name in policy.counted_categories}
         # Uncounted categories share one pre-released ticket each: no allocation, nothing to drain.
         self._free = {name: Ticket(None, None, name) for name in policy.categories}
         # Per state, one lookup decides admission.
@@ -132,6 +137,11 @@ class Gate:
         with self._lock:
             return {name: c.n for name, c in self._counters.items()}
 
+    def request_totals(self) -> dict[str, tuple[int, int]]:
+        """(admitted, refused) requests per category since the gate was made: for metrics."""
+        with self._lock:
+            return {name: (c.admitted, c.refused) for name, c in self._totals.items()}
+
     def admit(self, category: str) -> Ticket:
         """Admit one request of ``category`` or raise :class:`Refused`.
 
@@ -145,9 +155,12 @@ class Gate:
                 counter = None
             if counter:
                 counter.n += 1
+                counter.admitted += 1
                 self._total += 1
             elif counter is None:
                 raise self._refusal(category)
+            else:
+                self._totals[category].admitted += 1
         # The ticket is built outside the lock: the count is what the lock protects.
         if counter:
             ticket = _new_ticket(Ticket)
@@ -164,8 +177,10 @@ class Gate:
         }
 
     def _refusal(self, category: str) -> Exception:
+        """The exception for a category the state does not admit; counts it (under the lock)."""
         if category not in self.policy:
             return UnknownCategory(category)
+        self._totals[category].refused += 1
         if self._deadline is not None:
             retry = max(1, math.ceil(self._deadline - self._clock()))
         else:
