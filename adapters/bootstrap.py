@@ -24,7 +24,9 @@ from .http.auth import TokenAuth
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
+from .http.feed import AuditFeed
 from .http.middleware import GateMiddleware
+from .http.monitoring import Monitor, monitor_for
 from .http.stats import RequestStats
 from .store.factory import open_store
 
@@ -33,11 +35,16 @@ __all__ = ["Service", "build_service", "load_app", "load_rules"]
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """What ``servermode serve`` runs: the application, and the controller it gates through."""
+    """What ``servermode serve`` runs: the application, and the controller it gates through.
+
+    ``monitor`` feeds the metrics and the event streams; ``monitor.close()`` ends the streams
+    when the server begins to stop.
+    """
 
     app: ASGIApp
     controller: ModeController
     stats: RequestStats
+    monitor: Monitor
 
 
 def load_app(spec: str) -> ASGIApp:
@@ -69,6 +76,7 @@ def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
         rules.check(CONTEXT_SERVICES)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+    feed = AuditFeed()  # the audit log, also feeding the metrics and the event streams
     controller = ModeController(
         open_store(settings.state),
         policy=CONTEXT_SERVICES,
@@ -76,7 +84,9 @@ def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
         refusal_retry_after=settings.retry_after,
+        audit=feed,
     )
+    monitor = monitor_for(controller, feed)
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (
@@ -93,4 +103,4 @@ def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
     )
     paths = [route.path for route in admin.routes if isinstance(route, Route)]
     gated = GateMiddleware(AdminDispatch(admin, app, paths), controller, rules, stats)
-    return Service(app=gated, controller=controller, stats=stats)
+    return Service(app=gated, controller=controller, stats=stats, monitor=monitor)

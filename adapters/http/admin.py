@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .auth import AuthError, Role, TokenAuth
+from .monitoring import monitoring_routes
 from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .problems import ERROR_HANDLERS, Problem, problem_for_exception, problem_response
 from .stats import RequestStats, stats_for
@@ -98,6 +99,7 @@ class AdminRoutes:
             Route("/health/live", self.live, methods=["GET"]),
             Route("/health/ready", self.ready, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
+            *monitoring_routes(self.controller, auth=self.auth, stats=self.stats),
         ]
 
     # -- endpoints -------------------------------------------------------------------------
