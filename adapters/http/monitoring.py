@@ -18,20 +18,19 @@ import asyncio
 import json
 import unicodedata
 import weakref
-from collections.abc import Mapping
 from typing import Any
 
-import structlog
-from servermode.core import ModeController, ServerModeError, TransitionRecord
+from servermode.core import ModeController, TransitionRecord
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from .auth import AuthError, Role, TokenAuth
+from .auth import Role, TokenAuth
 from .events import EVENT_STREAM_HEADERS, EventHub
 from .feed import AuditFeed
 from .metrics import TransitionTally, exposition, metrics_registry
-from .problems import Problem, problem_for_exception, problem_response
+from .problems import Problem, ProblemError, answering_problems
+from .routes import CANCEL_PATH, EVENTS_PATH, METRICS_PATH
 from .stats import RequestStats, stats_for
 from .status import status_document
 from .ui import UiAssets
@@ -43,8 +42,6 @@ CANCEL_MAX_BODY = 1024
 MAX_REASON = 500
 #: Seconds the cancel request body may take to arrive.
 CANCEL_BODY_TIMEOUT = 10.0
-
-_log = structlog.get_logger("servermode.http")
 
 
 class Monitor:
@@ -120,32 +117,32 @@ class MonitoringRoutes:
         self.ui = UiAssets()
 
     def routes(self) -> list[BaseRoute]:
+        endpoints = [
+            (METRICS_PATH, self.metrics, "GET"),
+            (EVENTS_PATH, self.events, "GET"),
+            (CANCEL_PATH, self.cancel, "POST"),
+        ]
         return [
-            Route("/server/metrics", self.metrics, methods=["GET"]),
-            Route("/server/events", self.events, methods=["GET"]),
-            Route("/server/cancel", self.cancel, methods=["POST"]),
+            *(
+                Route(path, answering_problems(endpoint), methods=[method])
+                for path, endpoint, method in endpoints
+            ),
             *(Route(path, self.ui.endpoint(path), methods=["GET"]) for path in self.ui.paths),
         ]
 
     async def metrics(self, request: Request) -> Response:
-        try:
-            self.auth.require(request.headers.get("authorization"), Role.READER)
-        except AuthError as bad:
-            return _refuse(request, bad.problem, bad.description, bad.headers)
+        self.auth.require(request.headers.get("authorization"), Role.READER)
         body, content_type = exposition(self.monitor.registry, request.headers.get("accept"))
         return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     async def events(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")
-        try:
-            principal = self.auth.require(authorization, Role.READER)
-        except AuthError as bad:
-            return _refuse(request, bad.problem, bad.description, bad.headers)
+        principal = self.auth.require(authorization, Role.READER)
         try:
             principal = self.auth.require(authorization, Role.ADMIN)
             refusal = None
-        except AuthError as bad:
-            refusal = bad.description
+        except ProblemError as refused:  # not a failure: the stream says what the token may do
+            refusal = refused.description
         # Tells the page what its token may do, so that it can say so before a switch fails.
         hello = {"principal": principal.name, "can_switch": refusal is None, "switch": refusal}
         stream = self.monitor.hub.stream(hello, self._status)
@@ -157,21 +154,11 @@ class MonitoringRoutes:
         return status_document(self.controller, self.stats)
 
     async def cancel(self, request: Request) -> Response:
-        try:
-            principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
-            reason = _parse_cancel(await _read_body(request))
-        except AuthError as bad:
-            return _refuse(request, bad.problem, bad.description, bad.headers)
-        except _BadCancel as bad:
-            return problem_response(request.scope, bad.problem, bad.description)
-        try:
-            record = await self.controller.cancel(actor=principal.name, reason=reason)
-        except ServerModeError as exc:
-            problem, description, headers = problem_for_exception(exc)
-            return problem_response(request.scope, problem, description, headers)
+        principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
+        reason = _parse_cancel(await _read_body(request))
+        record = await self.controller.cancel(actor=principal.name, reason=reason)
         if record is None:
-            return problem_response(
-                request.scope,
+            raise ProblemError(
                 Problem.NOTHING_TO_CANCEL,
                 f"no mode change is under way: the server is in {self.controller.mode} mode",
             )
@@ -191,21 +178,6 @@ def monitoring_routes(
     return MonitoringRoutes(controller, auth=auth, stats=stats).routes()
 
 
-def _refuse(
-    request: Request, problem: Problem, description: str, headers: Mapping[str, str]
-) -> Response:
-    client = f"{request.client.host}:{request.client.port}" if request.client else None
-    _log.warning("admin_auth_refused", path=request.url.path, client=client, reason=description)
-    return problem_response(request.scope, problem, description, headers)
-
-
-class _BadCancel(Exception):
-    def __init__(self, problem: Problem, description: str) -> None:
-        self.problem = problem
-        self.description = description
-        super().__init__(description)
-
-
 async def _read_body(request: Request) -> bytes:
     """The cancel request's body: none, or JSON of at most :data:`CANCEL_MAX_BODY` bytes."""
     content_type = request.headers.get("content-type")
@@ -215,19 +187,19 @@ async def _read_body(request: Request) -> bytes:
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > CANCEL_MAX_BODY:
-                    raise _BadCancel(
+                    raise ProblemError(
                         Problem.PAYLOAD_TOO_LARGE,
                         f"the cancel request body is larger than {CANCEL_MAX_BODY} bytes",
                     )
     except TimeoutError:
-        raise _BadCancel(
+        raise ProblemError(
             Problem.REQUEST_TIMEOUT,
             f"the cancel request body did not arrive within {CANCEL_BODY_TIMEOUT:g}s",
         ) from None
     if body:
         media = (content_type or "").partition(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
-            raise _BadCancel(
+            raise ProblemError(
                 Problem.UNSUPPORTED_MEDIA_TYPE,
                 f"a cancel request body is JSON (Content-Type: application/json), "
                 f"not {media or 'without a media type'!r}",
@@ -244,7 +216,7 @@ def _parse_cancel(body: bytes) -> str | None:
     except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict) or set(data) - {"reason"}:
-        raise _BadCancel(
+        raise ProblemError(
             Problem.BAD_PARAMETER,
             'bad cancel request: expected no body or a JSON object like {"reason": "..."}',
         )
@@ -252,7 +224,7 @@ def _parse_cancel(body: bytes) -> str | None:
     if reason is not None and (
         not isinstance(reason, str) or len(reason) > MAX_REASON or not _plain_text(reason)
     ):
-        raise _BadCancel(
+        raise ProblemError(
             Problem.BAD_PARAMETER,
             f"bad reason: a string of at most {MAX_REASON} characters, without control characters",
         )

@@ -1,14 +1,32 @@
-"""The OpenAPI 3.1 description of the admin routes, as data (served at ``/openapi.json``).
+"""The OpenAPI 3.1 description of the admin routes, as data (served at ``/server/openapi.json``).
 
 Tests keep it true: its paths and methods are those of the routes, and the answers of the
-running routes validate against its schemas.
+running routes validate against its schemas. Its enums are read from the core's enums, and
+its paths from :mod:`.routes`.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
+from servermode.core import Mode, Outcome, State, TimeoutPolicy
+
 from .problems import Problem
+from .routes import (
+    CANCEL_PATH,
+    EVENTS_PATH,
+    LIVE_PATH,
+    METRICS_PATH,
+    MODE_PATH,
+    OPENAPI_PATH,
+    READY_PATH,
+    STATUS_PATH,
+    TRANSITIONS_PATH,
+    UI_PATH,
+    UI_SCRIPT_PATH,
+    UI_STYLE_PATH,
+)
 
 __all__ = ["MAX_RECORD_ID", "MODE_PATTERN", "OPENAPI", "response_schema"]
 
@@ -24,13 +42,16 @@ def _any_case(*words: str) -> str:
 
 #: The mode a request may ask for: a mode name in any letter case, nothing around it. The
 #: admin route checks this very pattern, so the document and the route cannot disagree.
-MODE_PATTERN = _any_case("production", "maintenance")
+MODE_PATTERN = _any_case(*Mode)
 
-_MODE = {"type": "string", "enum": ["production", "maintenance"]}
-_STATE = {
-    "type": "string",
-    "enum": ["production", "draining_to_maintenance", "maintenance", "draining_to_production"],
-}
+
+def _enum(values: type[StrEnum]) -> dict[str, Any]:
+    """A string schema of every value of ``values``, in their order."""
+    return {"type": "string", "enum": [value.value for value in values]}
+
+
+_MODE = _enum(Mode)
+_STATE = _enum(State)
 _TIME = {
     "type": "string",
     "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
@@ -134,7 +155,7 @@ SCHEMAS: dict[str, Any] = {
             "since": _TIME,
             "in_flight": {**_COUNTS, "description": "counted requests in flight, per category"},
             "drain_timeout": {"type": "number", "minimum": 0},
-            "timeout_policy": {"type": "string", "enum": ["force", "rollback"]},
+            "timeout_policy": _enum(TimeoutPolicy),
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
@@ -150,20 +171,7 @@ SCHEMAS: dict[str, Any] = {
             "to_state": _STATE,
             "trigger": _TEXT_OR_NULL,
             "target_mode": _MODE,
-            "outcome": {
-                "type": "string",
-                "enum": [
-                    "completed",
-                    "forced",
-                    "rolled_back",
-                    "cancelled",
-                    "noop",
-                    "refused",
-                    "failed",
-                    "recovered",
-                    "initialized",
-                ],
-            },
+            "outcome": _enum(Outcome),
             "at": {"type": "string", "description": "ISO 8601"},
             "duration_ms": {"type": "number"},
             "actor": _TEXT_OR_NULL,
@@ -215,7 +223,7 @@ SCHEMAS: dict[str, Any] = {
 _READ_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 
 PATHS: dict[str, Any] = {
-    "/server/mode": {
+    MODE_PATH: {
         "post": {
             "summary": "Switch the server mode; answers once the switch is complete",
             "operationId": "setServerMode",
@@ -227,9 +235,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {
                     **_json(_ref("ModeChanged"), "the mode in force now"),
-                    "headers": {
-                        "Location": {"schema": {"type": "string", "const": "/server/status"}}
-                    },
+                    "headers": {"Location": {"schema": {"type": "string", "const": STATUS_PATH}}},
                 },
                 "400": _error("bad, missing or non-string mode; malformed JSON"),
                 "401": _error("no or wrong bearer token (when an admin token is configured)"),
@@ -237,7 +243,7 @@ PATHS: dict[str, Any] = {
                 "405": _error("method not allowed"),
                 "408": _error("the body did not arrive within the body timeout"),
                 "413": _error("body over the size limit"),
-                "415": _error("body not JSON"),
+                "415": _error("body not declared JSON (Content-Type), or no Content-Type"),
                 "503": {
                     **_error(
                         "a switch is under way, the drain timed out under the rollback policy, "
@@ -248,7 +254,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/server/status": {
+    STATUS_PATH: {
         "get": {
             "summary": "Server status: Context Services fields, state and drain",
             "operationId": "getServerStatus",
@@ -259,7 +265,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/server/transitions": {
+    TRANSITIONS_PATH: {
         "get": {
             "summary": "Recent transition records, newest first",
             "operationId": "getTransitions",
@@ -285,7 +291,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/server/cancel": {
+    CANCEL_PATH: {
         "post": {
             "summary": "Cancel the mode change under way: the mode it is leaving stays",
             "operationId": "cancelModeChange",
@@ -307,7 +313,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/server/metrics": {
+    METRICS_PATH: {
         "get": {
             "summary": "Prometheus metrics of this process (servermode_*, process_*, python_*)",
             "operationId": "getMetrics",
@@ -321,7 +327,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/server/events": {
+    EVENTS_PATH: {
         "get": {
             "summary": "Server-sent events: hello, status (when it changes), transition, shutdown",
             "description": (
@@ -356,12 +362,12 @@ PATHS: dict[str, Any] = {
             }
         }
         for path, summary, operation, media in (
-            ("/server/ui", "The admin page (asks for a token)", "getAdminPage", "text/html"),
-            ("/server/ui/style.css", "The page's stylesheet", "getAdminPageStyle", "text/css"),
-            ("/server/ui/app.js", "The page's script", "getAdminPageScript", "text/javascript"),
+            (UI_PATH, "The admin page (asks for a token)", "getAdminPage", "text/html"),
+            (UI_STYLE_PATH, "The page's stylesheet", "getAdminPageStyle", "text/css"),
+            (UI_SCRIPT_PATH, "The page's script", "getAdminPageScript", "text/javascript"),
         )
     },
-    "/health/live": {
+    LIVE_PATH: {
         "get": {
             "summary": "Liveness: 200 while the process serves",
             "operationId": "getLive",
@@ -369,7 +375,7 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json(_ref("Health"), "alive")},
         }
     },
-    "/health/ready": {
+    READY_PATH: {
         "get": {
             "summary": "Readiness: 200 only in production",
             "operationId": "getReady",
@@ -383,7 +389,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/openapi.json": {
+    OPENAPI_PATH: {
         "get": {
             "summary": "This document",
             "operationId": "getOpenApi",

@@ -1,8 +1,8 @@
 """The state diagram of the admin page: an SVG drawn from the transition table itself.
 
 The boxes are the states of :class:`State`, the arrows and their labels the rows of
-:data:`TRANSITIONS` (one arrow per source and destination, its triggers one per line, with
-their conditions, as ``diagrams/`` writes them), so the page cannot disagree with the machine.
+:data:`TRANSITIONS` (one arrow per source and destination, its triggers one per line, each with
+the timeout policy it holds under when only one), so the page cannot disagree with the machine.
 Only where each box sits is chosen here, as data. The page colours the current state's box
 (``data-state``) and the arrows that leave it (``data-from``) with CSS; no Graphviz needed.
 """
@@ -33,7 +33,9 @@ ARROW_GAP = 3  # between an arrow's tip and the box it enters
 
 
 def _label(transition: Transition) -> str:
-    return transition.trigger.value + (f" [{transition.condition}]" if transition.condition else "")
+    """The trigger, and the timeout policy the row holds under, if only one."""
+    policy = transition.only_under
+    return transition.trigger.value + (f" [{policy.value}]" if policy is not None else "")
 
 
 def _edges() -> dict[tuple[State, State], list[str]]:

@@ -16,18 +16,19 @@ from importlib import resources
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .routes import UI_PATH, UI_SCRIPT_PATH, UI_STYLE_PATH
 from .statechart import render_svg
 
 __all__ = ["PAGE_PATH", "UI_FILES", "UiAssets"]
 
-PAGE_PATH = "/server/ui"
+PAGE_PATH = UI_PATH
 DIAGRAM_MARKER = "<!-- diagram -->"
 
 #: URL path -> (file in the package's static/ folder, media type).
 UI_FILES: dict[str, tuple[str, str]] = {
-    PAGE_PATH: ("index.html", "text/html; charset=utf-8"),
-    f"{PAGE_PATH}/style.css": ("style.css", "text/css; charset=utf-8"),
-    f"{PAGE_PATH}/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    UI_PATH: ("index.html", "text/html; charset=utf-8"),
+    UI_STYLE_PATH: ("style.css", "text/css; charset=utf-8"),
+    UI_SCRIPT_PATH: ("app.js", "text/javascript; charset=utf-8"),
 }
 
 HEADERS = {

@@ -30,8 +30,8 @@ REQUESTS: tuple[tuple[str, str, str], ...] = (
     ("GET", "/metadata/profiles/extensions", "schema_read"),
     ("POST", "/metadata/profiles/extensions", "schema"),
     ("GET", "/server/status", "server"),
-    ("GET", "/health/ready", "server"),
-    ("GET", "/health/live", "server"),
+    ("GET", "/server/health/ready", "server"),
+    ("GET", "/server/health/live", "server"),
 )
 
 _ERROR = jsonschema.Draft202012Validator({**SCHEMAS["Error"]})
@@ -47,16 +47,18 @@ def ran_where_admitted(category: str, start: State, end: State, *, straggler: bo
     """Whether a request that saw ``start`` then ``end`` ran only where it may.
 
     It was admitted in a steady state that admits its category; while it ran, a switch may
-    have begun (the drain of that state), but the switch cannot end before it does, unless
-    the drain timed out under ``force`` and the request is one of its counted stragglers.
+    have begun (the drain of that state). A drain waits for the outgoing kind only, so it
+    may have run on into a mode that admits its category too (schema_read, admitted in
+    both), but never into one that refuses it, unless the drain timed out under ``force``
+    and the request is one of its counted stragglers (and then a drain back to a mode that
+    admits it does not wait for it either).
     """
     admitted_in = origin(start)
     if not CONTEXT_SERVICES.admits(admitted_in, category):
         return False
-    if origin(end) is admitted_in:
+    if CONTEXT_SERVICES.admits(origin(end), category):
         return True
-    # Only the mode the forced switch led to, and no further (a later drain waits for it).
-    return straggler and not end.is_draining
+    return straggler
 
 
 @dataclass
@@ -88,11 +90,11 @@ def check_answer(tally: Tally, method: str, path: str, category: str, answer: An
     where = f"{method} {path} -> {status}"
     if status == 503:
         body = answer.json()
-        validator = _HEALTH if path == "/health/ready" else _ERROR
+        validator = _HEALTH if path == "/server/health/ready" else _ERROR
         problems = [e.message for e in validator.iter_errors(body)]
         if problems or "retry-after" not in answer.headers:
             tally.violations.append(f"{where}: undocumented 503 {body} {problems}")
-        elif path != "/health/ready" and body["code"] != 5030:
+        elif path != "/server/health/ready" and body["code"] != 5030:
             tally.violations.append(f"{where}: 503 with code {body['code']}")
         return
     if status == 404 and path.startswith("/customers/") and _ERROR.is_valid(answer.json()):
