@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,17 +61,27 @@ class Service:
         return f"{self.url}/server/ui"
 
 
-@pytest.fixture
-def service() -> Iterator[Service]:
-    """A real `servermode serve` with both tokens, the demo app and a 10 s drain timeout."""
+@contextmanager
+def serving(read_token: str | None = READ_TOKEN) -> Iterator[Service]:
+    """A real `servermode serve`: the admin token (and a read token unless None), the demo
+    app, a 10 s drain timeout."""
     port = free_port()
     argv = [sys.executable, "-m", "servermode.adapters.cli", "serve", "--port", str(port)]
     argv += ["--demo-delay", "0", "--drain-timeout", "10", "--log-format", "json"]
-    env = {"SERVERMODE_ADMIN_TOKEN": ADMIN_TOKEN, "SERVERMODE_READ_TOKEN": READ_TOKEN}
+    env = {"SERVERMODE_ADMIN_TOKEN": ADMIN_TOKEN}
+    if read_token is not None:
+        env["SERVERMODE_READ_TOKEN"] = read_token
     with running_process(argv, port, env=env) as url:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         with httpx2.Client(base_url=url, headers=headers, timeout=15) as api:
             yield Service(url, api)
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    """A service with both tokens."""
+    with serving() as running:
+        yield running
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import ADMIN_TOKEN, PHONE, READ_TOKEN, Service, Watched
+from .conftest import ADMIN_TOKEN, PHONE, READ_TOKEN, Service, Watched, serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -138,6 +138,31 @@ def test_a_read_token_shows_everything_and_disables_the_controls(
     expect(page.locator("#controls-note")).to_have_text(
         "Controls disabled: the read token does not allow changing the mode."
     )
+    expect(page.locator("#message")).to_have_text(
+        "This token may read but not change the mode: "
+        "the read token does not allow changing the mode."
+    )
+
+
+def test_a_wrong_token_where_reading_is_open_shows_an_error(watched: Watched) -> None:
+    """Without a read token the page shows everything; a wrong token still cannot switch."""
+    page = watched.page
+    with serving(read_token=None) as service:
+        page.goto(service.page_url)
+        expect(page.locator("#mode")).to_have_text("production")  # no token needed to read
+        expect(page.locator("#switch")).to_be_disabled()
+        expect(page.locator("#token-form")).to_be_visible()
+        page.fill("#token", "not-the-token")
+        page.click("#token-form button[type=submit]")
+        expect(page.locator("#message")).to_have_text(
+            "The token was refused: invalid bearer token. It cannot change the mode."
+        )
+        expect(page.locator("#token-form")).to_be_visible()
+        expect(page.locator("#switch")).to_be_disabled()
+        page.fill("#token", ADMIN_TOKEN)
+        page.click("#token-form button[type=submit]")
+        expect(page.locator("#switch")).to_be_enabled()
+        assert watched.posts == []
 
 
 def test_cancel_from_the_page_keeps_production(watched: Watched, service: Service) -> None:

@@ -107,6 +107,13 @@
       $('token-form').hidden = data.can_switch || Boolean(view.token);
       if (!view.token && !data.can_switch) {
         $('token-why').textContent = 'Reading needs no token here; enter the admin token to change the mode.';
+      } else if (!data.can_switch && data.principal === 'reader') {
+        say('This token may read but not change the mode: ' + data.switch + '.', 'info');
+      } else if (!data.can_switch) {
+        // Reading is open here, so only the switch tells the token is wrong.
+        say('The token was refused: ' + data.switch + '. It cannot change the mode.', 'error');
+        $('token-why').textContent = 'The token was refused: ' + data.switch + '.';
+        $('token-form').hidden = false;
       }
       renderControls();
     } else if (name === 'status') {
