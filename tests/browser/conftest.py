@@ -40,7 +40,9 @@ EXPECTED_REFUSAL = re.compile(r"the server responded with a status of 40[13]\b")
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: playwright's sync API runs an event loop on the main thread
+# while it is open, and later tests call asyncio.run() there.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = shutil.which("chromium")
     if executable is None:
