@@ -103,9 +103,10 @@ def test_a_socket_the_target_refuses_is_closed_when_the_drain_begins() -> None:
 
 
 def test_a_socket_the_target_admits_stays_open() -> None:
-    """A metadata-read socket (both modes admit it) keeps serving across the switch."""
+    """A metadata-read socket (both modes admit it) keeps serving across the switch, and the
+    drain does not wait for it: under rollback the switch completes instead of rolling back."""
     with (
-        ThreadedService(drain_timeout=0.5) as running,
+        ThreadedService(drain_timeout=5, timeout_policy="rollback") as running,
         open_socket(running, "/metadata/profiles/echo") as socket,
         ThreadPoolExecutor(1) as pool,
     ):
@@ -116,6 +117,8 @@ def test_a_socket_the_target_admits_stays_open() -> None:
         record = last_record(running)
     assert after == {"category": "schema_read", "echo": "after", "state": "maintenance"}
     assert record["to_state"] == "maintenance"
+    assert record["outcome"] == "completed"
+    assert record["duration_ms"] < 2000  # not the 5 s drain timeout
     assert record["closed"] == {}
 
 
