@@ -174,9 +174,9 @@ def serve(
 ) -> None:
     """Serve the admin routes and the gated application with uvicorn."""
     import structlog
-    import uvicorn
 
     from ..bootstrap import build_service
+    from ..http.events import run_server
     from .logging import configure_logging
 
     try:
@@ -204,8 +204,9 @@ def serve(
         admin_token=settings.admin_token is not None,
         read_token=settings.read_token is not None,
     )
-    uvicorn.run(
+    run_server(  # uvicorn.run, which also ends the event streams when a stop begins
         service.app,
+        service.monitor.close,
         host=settings.host,
         port=settings.port,
         log_config=None,
