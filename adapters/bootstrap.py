@@ -29,7 +29,9 @@ from .http.auth import TokenAuth
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
+from .http.feed import AuditFeed
 from .http.middleware import GateMiddleware
+from .http.monitoring import Monitor, monitor_for
 from .http.stats import RequestStats
 from .startup import ReportStart
 from .store.factory import open_store
@@ -39,11 +41,16 @@ __all__ = ["Service", "build_service", "load_app", "load_rules"]
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """What ``servermode serve`` runs: the application, and the controller it gates through."""
+    """What ``servermode serve`` runs: the application, and the controller it gates through.
+
+    ``monitor`` feeds the metrics and the event streams; ``monitor.close()`` ends the streams
+    when the server begins to stop.
+    """
 
     app: ASGIApp
     controller: ModeController
     stats: RequestStats
+    monitor: Monitor
 
 
 def load_app(spec: str, app_dir: str = ".") -> ASGIApp:
@@ -98,6 +105,7 @@ def build_service(
         auth = TokenAuth(settings.admin_token, settings.read_token)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+    feed = AuditFeed()  # the audit log, also feeding the metrics and the event streams
     controller = ModeController(
         open_store(settings.state),
         policy=policy,
@@ -105,7 +113,9 @@ def build_service(
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
         refusal_retry_after=settings.retry_after,
+        audit=feed,
     )
+    monitor = monitor_for(controller, feed)
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (
@@ -122,5 +132,8 @@ def build_service(
     )
     gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
     return Service(
-        app=ReportStart(gated, controller, settings.state), controller=controller, stats=stats
+        app=ReportStart(gated, controller, settings.state),
+        controller=controller,
+        stats=stats,
+        monitor=monitor,
     )

@@ -54,9 +54,9 @@ def serve(**values: Any) -> None:
     Each setting is a flag, a SERVERMODE_* variable and a key of the config file's [serve]
     table; a flag wins over its variable, which wins over the file.
     """
-    import uvicorn
 
     from ..bootstrap import build_service
+    from ..http.events import run_server
     from .logging import configure_logging
 
     try:
@@ -82,8 +82,9 @@ def serve(**values: Any) -> None:
         admin_token=settings.admin_token is not None,
         read_token=settings.read_token is not None,
     )
-    uvicorn.run(
+    run_server(  # uvicorn.run, which also ends the event streams when a stop begins
         service.app,
+        service.monitor.close,
         host=settings.host,
         port=settings.port,
         log_config=None,

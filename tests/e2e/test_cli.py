@@ -49,7 +49,7 @@ class TestAgainstARunningService:
     def test_set_wait_shows_the_drain_then_the_result(self, service: str) -> None:
         """`set maintenance --wait` prints the in-flight count and time left, then the result."""
         slow = threading.Thread(
-            target=httpx2.get, args=(f"{service}/profiles/1?delay=1",), kwargs={"timeout": 10}
+            target=httpx2.get, args=(f"{service}/profiles/1?delay=2",), kwargs={"timeout": 10}
         )
         slow.start()
         time.sleep(0.2)
