@@ -21,7 +21,7 @@ import click
 from servermode.core import StoreError
 from servermode.core.logs import get_logger
 
-from ..http.routes import MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
+from ..http.routes import CANCEL_PATH, MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
 from ..version import VERSION
 from .client import ServiceClient, ServiceError
 from .effective import effective_config, format_config
@@ -300,6 +300,36 @@ def _counts(counts: Mapping[str, int] | None) -> str:
     """``{"profile": 2}`` as ``profile=2``, or ``-`` when there are none."""
     shown = ",".join(f"{name}={n}" for name, n in (counts or {}).items() if n)
     return shown or "-"
+
+
+@main.command()
+@_client_options
+@click.option("--reason", help="Why, for the audit.")
+def cancel(url: str, token_file: str | None, reason: str | None) -> None:
+    """Abandon the mode switch under way: the mode it is leaving stays in force.
+
+    Exits 1 when no switch is under way.
+    """
+    body = {"reason": reason} if reason else {}
+    try:
+        record, _ = _client(url, token_file).post_json(CANCEL_PATH, body)
+    except ServiceError as exc:
+        raise _fail(exc) from None
+    click.echo(describe_cancel(record))
+
+
+def describe_cancel(record: Mapping[str, Any]) -> str:
+    """What a cancel did, from the record it answered with."""
+    stays = str(record["to_state"])
+    target = record.get("target_mode")
+    if record.get("outcome") != "cancelled":
+        return (
+            f"too late: the switch to {target} had already ended ({record.get('outcome')}); "
+            f"the server is in {stays} mode"
+        )
+    running = _counts(record.get("stragglers"))
+    still = "" if running == "-" else f"; requests still running then: {running}"
+    return f"cancelled: the switch to {target} was abandoned, {stays} mode stays{still}"
 
 
 HISTORY_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (

@@ -227,3 +227,53 @@ def test_a_restart_says_which_mode_it_restored_on_stderr(tmp_path: Path) -> None
     assert "production traffic is refused" in str(second["note"])
     assert out.read_text() == out2.read_text() == ""
     assert events(err, "mode_transition") and events(err2, "servermode_serving")
+
+
+def test_cancel_abandons_the_switch_under_way() -> None:
+    """`servermode cancel` abandons the drain: the switch's caller is told, the mode stays,
+    the history says who cancelled and why; with nothing under way it exits 1 saying so."""
+    with service(drain_timeout=10) as url:
+        env = operator_env(url)
+        nothing = subprocess.run(
+            [*CLI, "cancel"], env=env, capture_output=True, text=True, timeout=30
+        )
+        request = slow(url, "/profiles/1", 2)
+        wait_for(lambda: in_flight(url) == 1)
+        with subprocess.Popen(
+            [*CLI, "set", "maintenance", "--wait", "--interval", "0.1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as switching:
+            assert switching.stdout is not None
+            assert switching.stdout.readline().startswith("draining to maintenance")
+            cancelled = subprocess.run(
+                [*CLI, "cancel", "--reason", "wrong window"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            _, switch_err = switching.communicate(timeout=15)
+        request.join()
+        status = httpx2.get(f"{url}/server/status").json()
+        [record] = httpx2.get(f"{url}/server/transitions?limit=1").json()["transitions"]
+    assert nothing.returncode == 1
+    assert nothing.stderr.strip() == (
+        "Error: 409 nothing to cancel: no mode change is under way: the server is in "
+        "production mode"
+    )
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == (
+        "cancelled: the switch to maintenance was abandoned, production mode stays; "
+        "requests still running then: profile=1"
+    )
+    assert switching.returncode == 1
+    assert "mode change cancelled; the server stays in production mode" in switch_err
+    assert status["mode"] == "production"
+    assert (record["outcome"], record["reason"], record["actor"]) == (
+        "cancelled",
+        "wrong window",
+        "anonymous",
+    )
