@@ -277,3 +277,15 @@ def test_cancel_abandons_the_switch_under_way() -> None:
         "wrong window",
         "anonymous",
     )
+
+
+def test_the_console_script_imports_the_app_from_the_current_folder(tmp_path: Path) -> None:
+    """`servermode serve --app beside:app`, run where beside.py is, finds it (as uvicorn
+    does): a console script's sys.path starts with its own folder, not the current one."""
+    (tmp_path / "beside.py").write_text((REPO / "tests" / "e2e" / "orders_app.py").read_text())
+    script = Path(sys.executable).parent / "servermode"
+    port = free_port()
+    argv = [str(script), "serve", "--app", "beside:app", "--port", str(port)]
+    with running_process(argv, port, cwd=tmp_path) as url:
+        answer = httpx2.get(f"{url}/api/reports")
+    assert answer.json() == {"did": "report"}
