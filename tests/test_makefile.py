@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tomllib
@@ -17,9 +18,12 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 def planned(target: str, tmp_path: Path) -> str:
     """What `make TARGET` would run on a fresh machine (a virtual environment not made yet)."""
+    # As from a shell: not as a sub-make of `make test` (which would print its directory).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     result = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / '.venv'}"],
+        ["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / '.venv'}"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,
