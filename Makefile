@@ -3,20 +3,27 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Two installs: what serving needs (make serve), and that plus the test tools (make test).
+SERVE_STAMP := $(VENV)/.installed-serve
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test soak lint typecheck pytest diagrams bench clean
+.PHONY: serve test soak lint typecheck pytest chromium screenshot diagrams bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Reinstall when the project's metadata changes.
+# Reinstall when the project's metadata changes. The test install covers serving too.
+$(SERVE_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $(SERVE_STAMP)
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
-serve: $(STAMP)
+# The `servermode` command is then .venv/bin/servermode (README "The command line").
+serve: $(SERVE_STAMP)
 	$(PY) -m servermode.adapters.cli serve
 
 test: lint typecheck pytest
@@ -35,8 +42,17 @@ typecheck: $(STAMP)
 	cd build/typed && MYPYPATH=. ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p servermode.core -p servermode.adapters
 	MYPYPATH=build/typed $(VENV)/bin/mypy --config-file pyproject.toml -p bench
 
-pytest: $(STAMP)
+pytest: $(STAMP) chromium
 	$(PY) -m pytest
+
+# The browser tests (tests/browser) drive Debian's Chromium through playwright, which cannot
+# download browsers of its own here.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 chromium)
+
+# The README's picture of the admin page, taken by the browser test that checks it.
+screenshot: $(STAMP) chromium
+	SERVERMODE_SCREENSHOT_DIR=docs $(PY) -m pytest -q tests/browser -k "shows_the_drain or phone_width"
 
 # The long reliability runs (README "Reliability"): bounded by SOAK_TIMEOUT seconds in all.
 SOAK_TIMEOUT ?= 1500

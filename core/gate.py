@@ -32,11 +32,14 @@ _new_ticket = object.__new__
 
 
 class _Counter:
-    __slots__ = ("n", "outgoing")
+    __slots__ = ("admitted", "n", "outgoing", "refused")
 
     def __init__(self) -> None:
-        self.n = 0
+        self.n = 0  # in flight (counted categories only)
         self.outgoing = False  # the drain under way waits for this category
+        # Totals since the gate was made, for metrics: kept beside n, under the same lock.
+        self.admitted = 0
+        self.refused = 0
 
 
 # What admit() finds for a category in a state: its counter (admitted, counted), False
@@ -116,7 +119,9 @@ class Gate:
         self.refusal_retry_after = refusal_retry_after
         self._clock = clock
         self._lock = threading.Lock()
-        self._counters = {name: _Counter() for name in policy.counted_categories}
+        # One counter per category; the counted ones also count what is in flight.
+        self._totals = {name: _Counter() for name in policy.categories}
+        self._counters = {name: self._totals[name] for name in policy.counted_categories}
         # Uncounted categories share one pre-released ticket each: no allocation, nothing to drain.
         self._free = {name: Ticket(None, None, name) for name in policy.categories}
         # Per state, one lookup decides admission.
@@ -150,6 +155,11 @@ class Gate:
         with self._lock:
             return {name: c.n for name, c in self._counters.items() if c.outgoing and c.n}
 
+    def request_totals(self) -> dict[str, tuple[int, int]]:
+        """(admitted, refused) requests per category since the gate was made: for metrics."""
+        with self._lock:
+            return {name: (c.admitted, c.refused) for name, c in self._totals.items()}
+
     def admit(self, category: str) -> Ticket:
         """Admit one request of ``category`` or raise :class:`Refused`.
 
@@ -165,8 +175,11 @@ class Gate:
                 # Never an outgoing counter: a policy may not admit a category while draining
                 # to a state that refuses it (AdmissionPolicy), so _waiting only ever falls.
                 counter.n += 1
+                counter.admitted += 1
             elif counter is None:
                 raise self._refusal(category)
+            else:
+                self._totals[category].admitted += 1
         # The ticket is built outside the lock: the count is what the lock protects.
         if counter:
             ticket = _new_ticket(Ticket)
@@ -183,8 +196,10 @@ class Gate:
         }
 
     def _refusal(self, category: str) -> Exception:
+        """The exception for a category the state does not admit; counts it (under the lock)."""
         if category not in self.policy:
             return UnknownCategory(category)
+        self._totals[category].refused += 1
         if self._deadline is not None:
             retry = max(1, math.ceil(self._deadline - self._clock()))
         else:

@@ -12,8 +12,22 @@ from typing import Any
 
 from servermode.core import Mode, Outcome, State, TimeoutPolicy
 
+from ..version import VERSION
 from .problems import Problem
-from .routes import LIVE_PATH, MODE_PATH, OPENAPI_PATH, READY_PATH, STATUS_PATH, TRANSITIONS_PATH
+from .routes import (
+    CANCEL_PATH,
+    EVENTS_PATH,
+    LIVE_PATH,
+    METRICS_PATH,
+    MODE_PATH,
+    OPENAPI_PATH,
+    READY_PATH,
+    STATUS_PATH,
+    TRANSITIONS_PATH,
+    UI_PATH,
+    UI_SCRIPT_PATH,
+    UI_STYLE_PATH,
+)
 
 __all__ = ["MAX_RECORD_ID", "MODE_PATTERN", "OPENAPI", "response_schema"]
 
@@ -146,6 +160,12 @@ SCHEMAS: dict[str, Any] = {
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
+            "waiting_for": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "only while draining: the categories the drain waits for "
+                "(counted, refused by its target)",
+            },
         },
         "additionalProperties": False,
     },
@@ -180,6 +200,18 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["integer", "null"],
                 "description": "pass as ?before= for the next page; null on the last page",
             },
+        },
+        "additionalProperties": False,
+    },
+    "CancelRequest": {
+        "type": "object",
+        "properties": {
+            "reason": {
+                "type": ["string", "null"],
+                "maxLength": 500,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+                "description": "kept in the audit (null: none)",
+            }
         },
         "additionalProperties": False,
     },
@@ -266,6 +298,82 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    CANCEL_PATH: {
+        "post": {
+            "summary": "Cancel the mode change under way: the mode it is leaving stays",
+            "operationId": "cancelModeChange",
+            "security": [{}, {"bearer": []}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("CancelRequest")}},
+            },
+            "responses": {
+                "200": _json(_ref("Transition"), "how the drain ended (cancelled, or first)"),
+                "400": _error('a body that is not {"reason": "..."}'),
+                "401": _error("no or wrong bearer token (when an admin token is configured)"),
+                "403": _error("the read token cannot cancel"),
+                "408": _error("the body did not arrive within the body timeout"),
+                "409": _error("no mode change is under way"),
+                "413": _error("body over the size limit"),
+                "415": _error("body not JSON"),
+                "503": _error("the state could not be saved"),
+            },
+        }
+    },
+    METRICS_PATH: {
+        "get": {
+            "summary": "Prometheus metrics of this process (servermode_*, process_*, python_*)",
+            "operationId": "getMetrics",
+            "security": _READ_SECURITY,
+            "responses": {
+                "200": {
+                    "description": "the Prometheus text format (OpenMetrics when accepted)",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": _error("no or wrong bearer token (when a read token is configured)"),
+            },
+        }
+    },
+    EVENTS_PATH: {
+        "get": {
+            "summary": "Server-sent events: hello, status (when it changes), transition, shutdown",
+            "description": (
+                "Each event's data is one line of JSON: hello {principal, can_switch, switch}, "
+                "status (the Status document; every 0.5 s while draining), transition (a "
+                "Transition, as it is recorded), shutdown (last, when the service stops). "
+                "A ': keepalive' comment every 15 s of silence. Try: curl -N URL."
+            ),
+            "operationId": "getEvents",
+            "security": _READ_SECURITY,
+            "responses": {
+                "200": {
+                    "description": "an event stream that ends when the service stops",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "401": _error("no or wrong bearer token (when a read token is configured)"),
+            },
+        }
+    },
+    **{
+        path: {
+            "get": {
+                "summary": summary,
+                "operationId": operation,
+                "security": [{}],
+                "responses": {
+                    "200": {
+                        "description": "a static file",
+                        "content": {media: {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        }
+        for path, summary, operation, media in (
+            (UI_PATH, "The admin page (asks for a token)", "getAdminPage", "text/html"),
+            (UI_STYLE_PATH, "The page's stylesheet", "getAdminPageStyle", "text/css"),
+            (UI_SCRIPT_PATH, "The page's script", "getAdminPageScript", "text/javascript"),
+        )
+    },
     LIVE_PATH: {
         "get": {
             "summary": "Liveness: 200 while the process serves",
@@ -302,7 +410,7 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "servermode",
-        "version": "1",
+        "version": VERSION,
         "description": (
             "Switch a server between production and maintenance mode safely "
             "(Context Services 'Set Server Mode' compatible)."

@@ -15,7 +15,6 @@ from enum import Enum
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-import structlog
 from servermode.core import (
     InvalidMode,
     ModeChangeFailed,
@@ -25,6 +24,7 @@ from servermode.core import (
     StoreError,
     SwitchInProgress,
 )
+from servermode.core.logs import get_logger
 from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -59,6 +59,7 @@ class Problem(Enum):
     NOT_FOUND = (404, "not found", 4040)
     METHOD_NOT_ALLOWED = (405, "method not allowed", 4050)
     REQUEST_TIMEOUT = (408, "request timeout", 4080)
+    NOTHING_TO_CANCEL = (409, "nothing to cancel", 4090)
     PAYLOAD_TOO_LARGE = (413, "payload too large", 4130)
     UNSUPPORTED_MEDIA_TYPE = (415, "unsupported media type", 4150)
     INTERNAL_ERROR = (500, "internal server error", 5000)
@@ -99,7 +100,7 @@ class ProblemError(Exception):
 #: as the client's failure, not the server's.
 CLIENT_CLOSED_REQUEST = 499
 
-_log = structlog.get_logger("servermode.http")
+_log = get_logger("servermode.http")
 
 
 def refusal_description(refused: Refused) -> str:

@@ -26,12 +26,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from servermode.core import Mode, ModeController, State, TimeoutPolicy
+from servermode.core import AdmissionPolicy, Mode, ModeController, State, TimeoutPolicy
 
+from ..version import VERSION
 from .stats import RequestStats
 
 __all__ = [
@@ -82,16 +82,6 @@ def format_timestamp(at: float | None) -> str | None:
 @functools.lru_cache(maxsize=4)
 def _format_second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-
-
-def _servermode_version() -> str:
-    try:
-        return version("servermode")
-    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
-        return "0+unknown"
-
-
-VERSION = _servermode_version()
 
 
 def process_memory_kb(proc_status: Path = PROC_STATUS) -> dict[str, int]:
@@ -182,6 +172,7 @@ def status_document(
         document["target"] = status.target.value
         document["drain_started"] = format_time(status.drain_started)
         document["deadline"] = format_time(status.deadline)
+        document["waiting_for"] = list(controller.policy.outgoing(status.state))
     return document
 
 
@@ -204,6 +195,7 @@ def status_json(controller: ModeController, stats: RequestStats, now: float | No
         status.drain_started,
         status.deadline,
         stats.started,
+        controller.policy,
     )
     return b"".join(
         (
@@ -243,6 +235,7 @@ def _steady_pieces(
     drain_started: datetime | None,
     deadline: datetime | None,
     started: datetime,
+    policy: AdmissionPolicy,
 ) -> tuple[bytes, bytes, bytes, bytes]:
     """The document around its per-request values, for one state of the controller."""
     tail: dict[str, Any] = {"drain_timeout": drain_timeout, "timeout_policy": timeout_policy.value}
@@ -250,6 +243,7 @@ def _steady_pieces(
         tail["target"] = target.value
         tail["drain_started"] = format_time(drain_started)
         tail["deadline"] = format_time(deadline)
+        tail["waiting_for"] = list(policy.outgoing(state))
     return (
         f'{{"version":{_encode(VERSION)},"system_time":'.encode(),
         f',"mode":{_encode(mode.value)},"started":{_encode(format_time(started))}'

@@ -14,6 +14,7 @@ import uvicorn
 from click.testing import CliRunner
 from servermode.adapters.cli.commands import main
 from servermode.adapters.cli.logging import configure_logging
+from servermode.adapters.http import events
 
 
 @pytest.fixture(autouse=True)
@@ -164,10 +165,10 @@ def test_serve_leaves_uvicorns_access_logger_without_handlers(
     uvicorn makes once per connection (``hasHandlers``) is False."""
     configs: list[uvicorn.Config] = []
 
-    def run(app: object, **options: object) -> None:
+    def run(app: object, on_stop: object, **options: object) -> None:
         configs.append(uvicorn.Config(app, **options))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(events, "run_server", run)
     result = CliRunner().invoke(
         main, ["serve", "--state", ":memory:", "--log-level", level, "--access-log"]
     )

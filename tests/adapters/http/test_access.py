@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from servermode.adapters.bootstrap import build_service
 from servermode.adapters.cli.settings import Settings
 from servermode.adapters.http.access import AccessLog, AccessLogMiddleware, request_line
+from servermode.adapters.http.middleware import GateMiddleware
 from servermode.adapters.store.factory import MEMORY
 from starlette.types import Message
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
@@ -70,7 +71,7 @@ def test_the_service_logs_every_answer_the_gates_refusals_included(mode: str) ->
         Settings(state=MEMORY, initial_mode=mode, demo_delay=0),
         access_log=lambda scope, status: logged.append((scope["path"], status)),
     )
-    assert isinstance(service.app, AccessLogMiddleware)
+    assert isinstance(service.app.app, AccessLogMiddleware)  # inside ReportStart
 
     async def call(path: str) -> int:
         sent: list[Message] = []
@@ -96,7 +97,7 @@ def test_the_service_logs_every_answer_the_gates_refusals_included(mode: str) ->
 def test_without_an_access_log_there_is_no_layer() -> None:
     """Off, the service is the gate itself: nothing is paid per request for the access log."""
     service = build_service(Settings(state=MEMORY))
-    assert not isinstance(service.app, AccessLogMiddleware)
+    assert isinstance(service.app.app, GateMiddleware)  # ReportStart, then the gate
 
 
 def test_other_scopes_pass_untouched() -> None:
