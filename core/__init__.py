@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .audit import AUDIT_EVENT, AUDIT_LOGGER, AuditLog
 from .controller import MAX_DRAIN_TIMEOUT, ModeController, ModeStatus
+from .dryrun import DryRun, Verdict
 from .errors import (
     InvalidMode,
     ModeChangeCancelled,
@@ -37,6 +38,7 @@ __all__ = [
     "AdmissionPolicy",
     "AuditLog",
     "CategoryRule",
+    "DryRun",
     "Gate",
     "InMemoryStore",
     "InvalidMode",
@@ -62,5 +64,6 @@ __all__ = [
     "TransitionRecord",
     "Trigger",
     "UnknownCategory",
+    "Verdict",
     "parse_mode",
 ]

@@ -24,6 +24,7 @@ from typing import Any, Final, TypeVar
 import structlog
 
 from .audit import AuditLog
+from .dryrun import DryRun, plan_dry_run
 from .errors import (
     ModeChangeCancelled,
     ModeChangeFailed,
@@ -36,6 +37,7 @@ from .gate import Gate, Ticket
 from .machine import DrainRoute, ModeMachine, TimeoutPolicy, Transition, Trigger, drain_to, step
 from .modes import Mode, State, parse_mode
 from .policy import CONTEXT_SERVICES, AdmissionPolicy
+from .rates import RateMeter
 from .records import Outcome, PersistedState, TransitionRecord, utc_now
 from .store import InMemoryStore, Store
 
@@ -162,6 +164,8 @@ class ModeController:
         self._drain: _Drain | None = None
         self._started = False
         self._drain_listeners: list[DrainListener] = []
+        #: Recent request rates per category (dry runs tell them), sampled while started.
+        self.rates = RateMeter(self.gate.arrivals)
 
     def add_drain_listener(self, listener: DrainListener) -> None:
         """Call ``listener(state)`` whenever a drain begins, once the gate refuses new requests.
@@ -211,6 +215,20 @@ class ModeController:
             deadline=drain.deadline_at if drain else None,
         )
 
+    def dry_run(self, mode: Mode | str) -> DryRun:
+        """What a switch to ``mode`` would do now (:mod:`.dryrun`); nothing changes."""
+        target = parse_mode(mode)
+        return plan_dry_run(
+            state=self.state,
+            target=target,
+            switching=self._drain is not None,
+            policy=self.policy,
+            in_flight=self.gate.in_flight(),
+            rates=self.rates.rates(),
+            drain_timeout=self.drain_timeout,
+            timeout_policy=self.timeout_policy,
+        )
+
     async def history(self, limit: int = 50, before: int | None = None) -> list[TransitionRecord]:
         return await self._io(self.store.history, limit, before)
 
@@ -246,6 +264,7 @@ class ModeController:
         self.gate.set_state(state)
         self._since = now
         self._started = True
+        self.rates.start()
         return record
 
     async def close(self) -> None:
@@ -253,6 +272,7 @@ class ModeController:
         drain = self._drain
         if drain is not None and drain.task is not None:
             await asyncio.wait([drain.task])
+        self.rates.stop()
         await self._io(self.store.close)
         self._started = False
 

@@ -32,11 +32,12 @@ _new_ticket = object.__new__
 
 
 class _Counter:
-    __slots__ = ("n", "outgoing")
+    __slots__ = ("admitted", "n", "outgoing")
 
     def __init__(self) -> None:
         self.n = 0
         self.outgoing = False  # the drain under way waits for this category
+        self.admitted = 0  # ever admitted: with the refusals, what request rates are read from
 
 
 # What admit() finds for a category in a state: its counter (admitted, counted), False
@@ -126,6 +127,7 @@ class Gate:
             s: tuple(self._counters[name] for name in policy.outgoing(s)) for s in State
         }
         self._waiting = 0  # requests in flight of the outgoing kind, while a drain lasts
+        self._refused = dict.fromkeys(policy.categories, 0)  # ever refused, per category
         self._state = state
         self._admitted = self._admitting[state]
         self._deadline: float | None = None
@@ -150,6 +152,12 @@ class Gate:
         with self._lock:
             return {name: c.n for name, c in self._counters.items() if c.outgoing and c.n}
 
+    def arrivals(self) -> dict[str, int]:
+        """Requests ever admitted or refused, per counted category (request rates read them)."""
+        with self._lock:
+            refused = self._refused
+            return {name: c.admitted + refused[name] for name, c in self._counters.items()}
+
     def admit(self, category: str) -> Ticket:
         """Admit one request of ``category`` or raise :class:`Refused`.
 
@@ -165,6 +173,7 @@ class Gate:
                 # Never an outgoing counter: a policy may not admit a category while draining
                 # to a state that refuses it (AdmissionPolicy), so _waiting only ever falls.
                 counter.n += 1
+                counter.admitted += 1
             elif counter is None:
                 raise self._refusal(category)
         # The ticket is built outside the lock: the count is what the lock protects.
@@ -185,6 +194,7 @@ class Gate:
     def _refusal(self, category: str) -> Exception:
         if category not in self.policy:
             return UnknownCategory(category)
+        self._refused[category] += 1  # under the lock: admit() calls this while holding it
         if self._deadline is not None:
             retry = max(1, math.ceil(self._deadline - self._clock()))
         else:

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .auth import Role, TokenAuth
+from .mode_request import ModeRequest, read_options
 from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .problems import ERROR_HANDLERS, Problem, ProblemError, answering_problems
 from .routes import (
@@ -104,14 +105,17 @@ class AdminRoutes:
 
     async def set_mode(self, request: Request) -> Response:
         principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
-        mode, reason = _parse_mode_request(await self._read_json_body(request))
+        asked = _parse_mode_request(await self._read_json_body(request))
+        if asked.dry_run:
+            plan = self.controller.dry_run(asked.mode)
+            return JSONResponse({"dry_run": plan.to_dict()}, headers={"Cache-Control": "no-store"})
         request_id = _request_id(request)
         record = await self.controller.set_mode(
-            mode,
+            asked.mode,
             actor=principal.name,
             client=_client(request),
             request_id=request_id,
-            reason=reason,
+            reason=asked.reason,
         )
         body = json.dumps({"server changed": record.to_state.mode.value}, separators=(",", ":"))
         return Response(
@@ -201,8 +205,8 @@ class AdminRoutes:
         return bytes(body)
 
 
-def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
-    """``{"mode": ..., "reason": ...}`` -> (mode name, reason); anything else is a 400."""
+def _parse_mode_request(body: bytes) -> ModeRequest:
+    """``{"mode": ..., "reason": ..., options}`` -> the request; anything else is a 400."""
     data = _strict_json(body)
     if not isinstance(data, dict):
         raise ProblemError(
@@ -232,7 +236,7 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
             f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
             f"characters, without control characters",
         )
-    return mode.value, reason
+    return ModeRequest(mode.value, reason, **read_options(data))
 
 
 def _plain_text(text: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from servermode.core import Mode, Outcome, State, TimeoutPolicy
+from servermode.core import Mode, Outcome, State, TimeoutPolicy, Verdict
 
 from .problems import Problem
 from .routes import LIVE_PATH, MODE_PATH, OPENAPI_PATH, READY_PATH, STATUS_PATH, TRANSITIONS_PATH
@@ -96,7 +96,68 @@ SCHEMAS: dict[str, Any] = {
                 "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
                 "description": "kept in the audit (null: none)",
             },
+            "dry_run": {
+                "type": "boolean",
+                "default": False,
+                "description": "true: answer what a switch would do now (DryRun), change nothing",
+            },
         },
+    },
+    "DryRun": {
+        "type": "object",
+        "required": ["dry_run"],
+        "properties": {
+            "dry_run": {
+                "type": "object",
+                "required": [
+                    "state",
+                    "target",
+                    "would",
+                    "wait_for",
+                    "refused_while_draining",
+                    "refused_after",
+                    "request_rates",
+                    "rate_window_s",
+                    "drain_timeout",
+                    "timeout_policy",
+                    "lame_duck",
+                ],
+                "properties": {
+                    "state": _STATE,
+                    "target": _MODE,
+                    "would": {
+                        **_enum(Verdict),
+                        "description": "switch; noop (in force already); refused (a switch "
+                        "is under way)",
+                    },
+                    "wait_for": {
+                        **_COUNTS,
+                        "description": "requests in flight now that the drain would wait for",
+                    },
+                    "refused_while_draining": {"type": "array", "items": {"type": "string"}},
+                    "refused_after": {"type": "array", "items": {"type": "string"}},
+                    "request_rates": {
+                        "type": "object",
+                        "additionalProperties": {"type": "number", "minimum": 0},
+                        "description": "requests per second per category (admitted or refused)",
+                    },
+                    "rate_window_s": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "seconds the rates were measured over (up to 60)",
+                    },
+                    "drain_timeout": {"type": "number", "minimum": 0},
+                    "timeout_policy": _enum(TimeoutPolicy),
+                    "lame_duck": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "seconds readiness would fail before the drain begins",
+                    },
+                },
+                "additionalProperties": False,
+            }
+        },
+        "additionalProperties": False,
     },
     "ModeChanged": {
         "type": "object",
@@ -209,7 +270,10 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "200": {
-                    **_json(_ref("ModeChanged"), "the mode in force now"),
+                    **_json(
+                        {"oneOf": [_ref("ModeChanged"), _ref("DryRun")]},
+                        "the mode in force now; or, for a dry run, what a switch would do",
+                    ),
                     "headers": {"Location": {"schema": {"type": "string", "const": STATUS_PATH}}},
                 },
                 "400": _error("bad, missing or non-string mode; malformed JSON"),
