@@ -28,6 +28,7 @@ from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
 from .http.middleware import GateMiddleware
+from .http.page import MaintenancePage
 from .http.stats import RequestStats
 from .store.factory import open_store
 
@@ -77,6 +78,11 @@ def build_service(
     try:
         rules.check(CONTEXT_SERVICES)
         auth = TokenAuth(settings.admin_token, settings.read_token)
+        page = (
+            MaintenancePage.from_file(settings.maintenance_page)
+            if settings.maintenance_page
+            else MaintenancePage()
+        )
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     controller = ModeController(
@@ -101,5 +107,5 @@ def build_service(
         stats=stats,
         body_timeout=settings.body_timeout,
     )
-    gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
+    gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats, page=page)
     return Service(app=gated, controller=controller, stats=stats)

@@ -69,6 +69,7 @@ class ModeStatus:
     target: Mode | None = None
     drain_started: datetime | None = None
     deadline: datetime | None = None
+    reason: str | None = None  # given for the mode in force, or for the switch under way
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ class ModeController:
         self.gate = Gate(policy, self.initial_mode.state, refusal_retry_after=refusal_retry_after)
         self._audit = audit if audit is not None else AuditLog()
         self._since = utc_now()
+        self._reason: str | None = None  # given for the mode in force
         self._drain: _Drain | None = None
         self._started = False
         self._drain_listeners: list[DrainListener] = []
@@ -213,7 +215,16 @@ class ModeController:
             target=drain.target if drain else None,
             drain_started=drain.started_at if drain else None,
             deadline=drain.deadline_at if drain else None,
+            reason=self.reason,
         )
+
+    @property
+    def reason(self) -> str | None:
+        """The reason given for the mode in force, or for the switch under way."""
+        drain = self._drain
+        if drain is not None and drain.begun:
+            return drain.context.reason
+        return self._reason
 
     def dry_run(self, mode: Mode | str) -> DryRun:
         """What a switch to ``mode`` would do now (:mod:`.dryrun`); nothing changes."""
@@ -257,8 +268,10 @@ class ModeController:
         else:
             state = persisted.state
             now = persisted.since
+        if persisted is not None:  # a recovered drain's reason is its target's
+            self._reason = persisted.reason
         if record is not None:
-            record = await self._save(PersistedState(state, since=now), record)
+            record = await self._save(PersistedState(state, since=now, reason=self._reason), record)
             self._audit.emit(record)
         self._machine.restore(state)
         self.gate.set_state(state)
@@ -377,7 +390,13 @@ class ModeController:
 
     async def _run(self, drain: _Drain) -> TransitionRecord:
         route = drain.route
-        intent = PersistedState(route.state, drain.started_at, drain.started_at, drain.deadline_at)
+        intent = PersistedState(
+            route.state,
+            drain.started_at,
+            drain.started_at,
+            drain.deadline_at,
+            reason=drain.context.reason,
+        )
         await self._save_to_the_end(intent)
         self._begin(drain)
         trigger = await self._wait(drain)
@@ -403,8 +422,9 @@ class ModeController:
             **context.fields(),
         )
         now = utc_now()
+        reason = drain.context.reason if end.dest is route.leads_to else self._reason
         saved = await self._save_to_the_end(
-            PersistedState(end.dest, since=now),
+            PersistedState(end.dest, since=now, reason=reason),
             record,
             then=lambda stored: self._commit(drain, end, stored, now),
         )
@@ -426,6 +446,8 @@ class ModeController:
         self._machine.take(end)
         self.gate.set_state(end.dest)
         self._since = now
+        if end.dest is drain.route.leads_to:
+            self._reason = drain.context.reason
         drain.committed = record
         self._drain = None
         self._audit.emit(record)
@@ -459,7 +481,7 @@ class ModeController:
         try:
             with contextlib.suppress(StoreError):
                 saved = await self._save_to_the_end(
-                    PersistedState(drain.source, since=self._since), record
+                    PersistedState(drain.source, since=self._since, reason=self._reason), record
                 )
                 record = saved if saved is not None else record
         finally:

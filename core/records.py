@@ -32,12 +32,17 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PersistedState:
-    """What survives a restart: the state, and the drain's facts while one is under way."""
+    """What survives a restart: the state, and the drain's facts while one is under way.
+
+    ``reason`` is the one given for the mode in force (or for the drain under way): refusals
+    tell it, the maintenance page shows it.
+    """
 
     state: State
     since: datetime
     drain_started: datetime | None = None
     deadline: datetime | None = None
+    reason: str | None = None
 
     @property
     def mode(self) -> Mode:

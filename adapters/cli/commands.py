@@ -104,6 +104,12 @@ def main() -> None:
     f"[{DEFAULTS.body_timeout:g}] {_env('body_timeout')}.",
 )
 @click.option(
+    "--maintenance-page",
+    metavar="FILE",
+    help=f"HTML template (string.Template) of the page refused browsers get [a built-in page] "
+    f"{_env('maintenance_page')}.",
+)
+@click.option(
     "--admin-token-file",
     metavar="FILE",
     help=f"File holding the admin bearer token {_env('admin_token_file')}; "

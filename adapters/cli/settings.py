@@ -51,6 +51,7 @@ class Settings:
     rules: str | None = None  # path of a JSON file of route rules; None: Context Services
     demo_delay: float = 1.0
     body_timeout: float = 10.0  # seconds a mode request body may take to arrive (else 408)
+    maintenance_page: str | None = None  # an HTML template for refused browsers; None: default
     insecure: bool = False
     log_level: str = "info"
     log_format: str = "auto"

@@ -26,6 +26,7 @@ from servermode.core import ModeController, ServerModeError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
+from .page import MaintenancePage, RefusalAnswers
 from .problems import Problem, internal_error_response, problem_for_exception, problem_response
 from .sockets import (
     WS_POLICY_VIOLATION,
@@ -49,6 +50,7 @@ class GateMiddleware:
             routes); the middleware starts and closes it.
         rules: method + path rules that give each request its category.
         stats: request counters for the status document (default: the controller's).
+        page: the HTML page a refused browser gets (:mod:`.page`; None: JSON for everyone).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class GateMiddleware:
         controller: ModeController,
         rules: RouteRules = CONTEXT_SERVICES_RULES,
         stats: RequestStats | None = None,
+        page: MaintenancePage | None = MaintenancePage(),  # noqa: B008 - immutable
     ) -> None:
         rules.check(controller.policy)
         self.app = app
@@ -66,6 +69,7 @@ class GateMiddleware:
         self._life = _ControllerLife(controller)
         # Closes the open WebSockets a drain's target refuses, as the drain begins.
         self.sockets = OpenSockets(controller)
+        self.refusals = RefusalAnswers(page, lambda: (controller.reason, None))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -89,8 +93,7 @@ class GateMiddleware:
                 await self._life.start()
             ticket = self.controller.admit(self.rules.classify(scope["method"], normal))
         except ServerModeError as exc:  # refused, or the store could not load at first start
-            problem, description, headers = problem_for_exception(exc)
-            response = problem_response(scope, problem, description, headers)
+            response = self.refusals.response(scope, exc)
             stats.response(response.status_code)
             await response(scope, receive, send)
             return

@@ -204,6 +204,10 @@ SCHEMAS: dict[str, Any] = {
             "in_flight": {**_COUNTS, "description": "counted requests in flight, per category"},
             "drain_timeout": {"type": "number", "minimum": 0},
             "timeout_policy": _enum(TimeoutPolicy),
+            "reason": {
+                **_TEXT_OR_NULL,
+                "description": "the reason given for the mode in force or the switch under way",
+            },
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},

@@ -143,6 +143,7 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         "in_flight": status.in_flight,
         "drain_timeout": status.drain_timeout,
         "timeout_policy": status.timeout_policy.value,
+        "reason": status.reason,
     }
     if status.target is not None:
         document["target"] = status.target.value

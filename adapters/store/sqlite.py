@@ -74,6 +74,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the long-lived connections (WebSockets) a drain closed when it began, per category.
     ("ALTER TABLE transitions ADD COLUMN closed TEXT NOT NULL DEFAULT '{}'",),
+    # 3: the reason given for the mode in force.
+    ("ALTER TABLE mode_state ADD COLUMN reason TEXT",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -103,14 +105,15 @@ _SELECT_RECORDS = (
     f"SELECT {', '.join(_RECORD_COLUMNS)} FROM transitions "
     "WHERE :before IS NULL OR id < :before ORDER BY id DESC LIMIT :limit"
 )
-_SAVE_STATE = """
-    INSERT INTO mode_state (id, state, mode, target, since, drain_started, deadline, generation)
-    VALUES (1, :state, :mode, :target, :since, :drain_started, :deadline, :generation)
-    ON CONFLICT (id) DO UPDATE SET
-        state = excluded.state, mode = excluded.mode, target = excluded.target,
-        since = excluded.since, drain_started = excluded.drain_started,
-        deadline = excluded.deadline, generation = excluded.generation
-"""
+# The state row's columns besides id and generation, in PersistedState's order.
+_STATE_COLUMNS = ("state", "mode", "target", "since", "drain_started", "deadline", "reason")
+_SAVE_STATE = (
+    f"INSERT INTO mode_state (id, {', '.join(_STATE_COLUMNS)}, generation) "
+    f"VALUES (1, {', '.join(':' + c for c in _STATE_COLUMNS)}, :generation) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in (*_STATE_COLUMNS, "generation"))
+)
+_LOAD_STATE = "SELECT state, since, drain_started, deadline, reason, generation FROM mode_state"
 
 # What an operator is told for each family of SQLite errors (matched on the error name prefix).
 _EXPLANATIONS: tuple[tuple[str, str], ...] = (
@@ -175,11 +178,9 @@ class SQLiteStore:
 
     def load(self) -> PersistedState | None:
         with self._guard("loading the mode from"), self._lock:
-            row = self._connection.execute(
-                "SELECT state, since, drain_started, deadline, generation FROM mode_state"
-            ).fetchone()
+            row = self._connection.execute(_LOAD_STATE).fetchone()
             loaded = self._state_from_row(row) if row is not None else None
-            self._generation = row[4] if row is not None else 0
+            self._generation = row[-1] if row is not None else 0
         return loaded
 
     def save(
@@ -292,13 +293,14 @@ class SQLiteStore:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _state_from_row(self, row: tuple[Any, ...]) -> PersistedState:
-        state, since, drain_started, deadline, _generation = row
+        state, since, drain_started, deadline, reason, _generation = row
         try:
             return PersistedState(
                 State(state),
                 _decode_time(since),
                 _decode_time(drain_started) if drain_started is not None else None,
                 _decode_time(deadline) if deadline is not None else None,
+                reason=reason,
             )
         except ValueError as exc:
             raise StoreError(f"{self.path} holds a state that cannot be read: {exc}") from exc
@@ -351,6 +353,7 @@ def _state_values(state: PersistedState) -> dict[str, Any]:
         "since": _encode_time(state.since),
         "drain_started": _encode_time(state.drain_started) if state.drain_started else None,
         "deadline": _encode_time(state.deadline) if state.deadline else None,
+        "reason": state.reason,
     }
 
 
