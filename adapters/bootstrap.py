@@ -24,6 +24,7 @@ from uvicorn.importer import ImportFromStringError, import_from_string
 from .cli.settings import Settings, SettingsError
 from .http.admin import admin_app
 from .http.auth import TokenAuth
+from .http.bypass import Bypass, hide_in_logs, parse_networks
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
@@ -83,8 +84,15 @@ def build_service(
             if settings.maintenance_page
             else MaintenancePage()
         )
+        bypass = Bypass(
+            settings.bypass_secret,
+            allow=parse_networks(settings.bypass_allow, "bypass allowlist"),
+            trusted_proxies=parse_networks(settings.trusted_proxies, "trusted proxies"),
+        )
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+    if settings.bypass_secret is not None:
+        hide_in_logs(settings.bypass_secret)
     controller = ModeController(
         open_store(settings.state),
         policy=CONTEXT_SERVICES,
@@ -106,6 +114,9 @@ def build_service(
         auth=auth,
         stats=stats,
         body_timeout=settings.body_timeout,
+        bypass=bypass,
     )
-    gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats, page=page)
+    gated = GateMiddleware(
+        AdminDispatch(admin, app), controller, rules, stats, page=page, bypass=bypass
+    )
     return Service(app=gated, controller=controller, stats=stats)

@@ -128,6 +128,7 @@ class Gate:
         }
         self._waiting = 0  # requests in flight of the outgoing kind, while a drain lasts
         self._refused = dict.fromkeys(policy.categories, 0)  # ever refused, per category
+        self._bypassed = dict.fromkeys(policy.categories, 0)  # ever admitted by a bypass
         self._state = state
         self._admitted = self._admitting[state]
         self._deadline: float | None = None
@@ -185,16 +186,48 @@ class Gate:
             return ticket
         return self._free[category]
 
+    def admit_anyway(self, category: str) -> Ticket:
+        """Admit one request of ``category`` even where the state refuses it (a bypass).
+
+        Not the normal path (that is :meth:`admit`, whose cost this leaves alone): called after
+        :meth:`admit` refused a request that the caller lets through anyway. The request is
+        counted and drained like any other, and counted as bypassed (:meth:`bypassed`). While
+        a drain waits for ``category`` it is refused all the same: a bypass never holds up a
+        switch.
+        """
+        with self._lock:
+            if category not in self.policy:
+                raise UnknownCategory(category)
+            counter = self._counters.get(category)
+            if counter is None:  # uncounted: nothing to drain
+                self._bypassed[category] += 1
+                return self._free[category]
+            if counter.outgoing:
+                raise self._refusal(category, counted=False)
+            counter.n += 1
+            self._bypassed[category] += 1  # its arrival was counted when admit() refused it
+        ticket = _new_ticket(Ticket)
+        ticket._gate = self
+        ticket._counter = counter
+        ticket.category = category
+        return ticket
+
+    def bypassed(self) -> dict[str, int]:
+        """Requests ever admitted by :meth:`admit_anyway`, per category (those that were)."""
+        with self._lock:
+            return {name: n for name, n in self._bypassed.items() if n}
+
     def _admission(self, admitted: dict[str, bool]) -> Admission:
         return {
             name: (self._counters[name] if admitted[name] else False) if name in admitted else None
             for name in self.policy.categories
         }
 
-    def _refusal(self, category: str) -> Exception:
+    def _refusal(self, category: str, counted: bool = True) -> Exception:
         if category not in self.policy:
             return UnknownCategory(category)
-        self._refused[category] += 1  # under the lock: admit() calls this while holding it
+        if counted:
+            self._refused[category] += 1  # under the lock: admit() calls this while holding it
         if self._deadline is not None:
             retry = max(1, math.ceil(self._deadline - self._clock()))
         else:

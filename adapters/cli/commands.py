@@ -122,6 +122,23 @@ def main() -> None:
     f"or set {env_name('read_token')}.",
 )
 @click.option(
+    "--bypass-secret-file",
+    metavar="FILE",
+    help=f"File holding the bypass secret (Servermode-Bypass header, /server/bypass link) "
+    f"{_env('bypass_secret_file')}; or set {env_name('bypass_secret')}.",
+)
+@click.option(
+    "--bypass-allow",
+    metavar="CIDRS",
+    help=f"Comma-separated networks whose clients pass a refusing mode {_env('bypass_allow')}.",
+)
+@click.option(
+    "--trusted-proxies",
+    metavar="CIDRS",
+    help=f"Comma-separated proxies whose Forwarded / X-Forwarded-For the bypass believes "
+    f"[none] {_env('trusted_proxies')}.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help=f"Allow a non-loopback address without an admin token {_env('insecure')}.",
@@ -133,7 +150,11 @@ def main() -> None:
     help=f"auto: console on a terminal, JSON otherwise {_env('log_format')}.",
 )
 def serve(
-    admin_token_file: str | None, read_token_file: str | None, insecure: bool, **flags: Any
+    admin_token_file: str | None,
+    read_token_file: str | None,
+    bypass_secret_file: str | None,
+    insecure: bool,
+    **flags: Any,
 ) -> None:
     """Serve the admin routes and the gated application with uvicorn."""
     import structlog
@@ -147,6 +168,7 @@ def serve(
             os.environ,
             admin_token_file=admin_token_file,
             read_token_file_path=read_token_file,
+            bypass_secret_file=bypass_secret_file,
             insecure=True if insecure else None,
             **flags,
         )

@@ -25,10 +25,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .auth import Role, TokenAuth
+from .bypass import Bypass
 from .mode_request import ModeRequest, read_options
 from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .problems import ERROR_HANDLERS, Problem, ProblemError, answering_problems
 from .routes import (
+    BYPASS_PATH,
     LIVE_PATH,
     MODE_PATH,
     OPENAPI_PATH,
@@ -69,6 +71,7 @@ class AdminRoutes:
         max_body: the largest mode request body accepted, in bytes.
         body_timeout: seconds the whole mode request body may take to arrive; a slower one
             gets 408 (uvicorn bounds idle connections, not a body that trickles in).
+        bypass: who may pass a refusing gate; its link is ``GET /server/bypass``.
     """
 
     def __init__(
@@ -79,8 +82,10 @@ class AdminRoutes:
         stats: RequestStats | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        bypass: Bypass | None = None,
     ) -> None:
         self.controller = controller
+        self.bypass = bypass if bypass is not None else Bypass()
         self.auth = auth if auth is not None else TokenAuth()
         self.stats = stats if stats is not None else stats_for(controller)
         self.max_body = max_body
@@ -95,6 +100,7 @@ class AdminRoutes:
             (LIVE_PATH, self.live, "GET"),
             (READY_PATH, self.ready, "GET"),
             (OPENAPI_PATH, self.openapi, "GET"),
+            (BYPASS_PATH, self.bypass_link, "GET"),
         ]
         return [
             Route(path, answering_problems(endpoint), methods=[method])
@@ -163,6 +169,9 @@ class AdminRoutes:
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(OPENAPI)
+
+    async def bypass_link(self, request: Request) -> Response:
+        return await self.bypass.link(request)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -347,10 +356,16 @@ def admin_routes(
     stats: RequestStats | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    bypass: Bypass | None = None,
 ) -> list[BaseRoute]:
     """The admin routes, to add to any Starlette (or FastAPI) application's routes."""
     return AdminRoutes(
-        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+        controller,
+        auth=auth,
+        stats=stats,
+        max_body=max_body,
+        body_timeout=body_timeout,
+        bypass=bypass,
     ).routes()
 
 
@@ -361,9 +376,15 @@ def admin_app(
     stats: RequestStats | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    bypass: Bypass | None = None,
 ) -> Starlette:
     """The admin routes as an application whose 404, 405 and 500 also use the error body."""
     routes = admin_routes(
-        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+        controller,
+        auth=auth,
+        stats=stats,
+        max_body=max_body,
+        body_timeout=body_timeout,
+        bypass=bypass,
     )
     return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)

@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 from urllib.parse import quote, unquote, unquote_to_bytes
 
-from servermode.core import ModeController, ServerModeError
+from servermode.core import ModeController, Refused, ServerModeError, Ticket
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .bypass import Bypass
 from .classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
 from .page import MaintenancePage, RefusalAnswers
 from .problems import Problem, internal_error_response, problem_for_exception, problem_response
@@ -51,6 +52,7 @@ class GateMiddleware:
         rules: method + path rules that give each request its category.
         stats: request counters for the status document (default: the controller's).
         page: the HTML page a refused browser gets (:mod:`.page`; None: JSON for everyone).
+        bypass: who may pass where the mode refuses (:mod:`.bypass`); asked only on refusal.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class GateMiddleware:
         rules: RouteRules = CONTEXT_SERVICES_RULES,
         stats: RequestStats | None = None,
         page: MaintenancePage | None = MaintenancePage(),  # noqa: B008 - immutable
+        bypass: Bypass | None = None,
     ) -> None:
         rules.check(controller.policy)
         self.app = app
@@ -70,6 +73,7 @@ class GateMiddleware:
         # Closes the open WebSockets a drain's target refuses, as the drain begins.
         self.sockets = OpenSockets(controller)
         self.refusals = RefusalAnswers(page, lambda: (controller.reason, None))
+        self.bypass = bypass if bypass is not None and bypass.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -93,10 +97,13 @@ class GateMiddleware:
                 await self._life.start()
             ticket = self.controller.admit(self.rules.classify(scope["method"], normal))
         except ServerModeError as exc:  # refused, or the store could not load at first start
-            response = self.refusals.response(scope, exc)
-            stats.response(response.status_code)
-            await response(scope, receive, send)
-            return
+            bypassed = self._bypassing(scope, exc)
+            if bypassed is None:
+                response = self.refusals.response(scope, exc)
+                stats.response(response.status_code)
+                await response(scope, receive, send)
+                return
+            ticket = bypassed
         if normal is not path:
             # The app routes what was classified: the normal path, and a raw path to match.
             normalised = _with_path(scope, normal)
@@ -131,6 +138,17 @@ class GateMiddleware:
             raise
         finally:
             ticket.release()
+
+    def _bypassing(self, scope: Scope, refusal: ServerModeError) -> Ticket | None:
+        """A ticket for a refused request that may bypass the mode (counted as bypassed)."""
+        if self.bypass is None or not isinstance(refusal, Refused):
+            return None
+        if self.bypass.allows(scope) is None:
+            return None
+        try:
+            return self.controller.gate.admit_anyway(refusal.category)
+        except ServerModeError:  # its category is what the drain under way waits for
+            return None
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats = self.stats

@@ -13,7 +13,15 @@ from typing import Any
 from servermode.core import Mode, Outcome, State, TimeoutPolicy, Verdict
 
 from .problems import Problem
-from .routes import LIVE_PATH, MODE_PATH, OPENAPI_PATH, READY_PATH, STATUS_PATH, TRANSITIONS_PATH
+from .routes import (
+    BYPASS_PATH,
+    LIVE_PATH,
+    MODE_PATH,
+    OPENAPI_PATH,
+    READY_PATH,
+    STATUS_PATH,
+    TRANSITIONS_PATH,
+)
 
 __all__ = ["MAX_RECORD_ID", "MODE_PATTERN", "OPENAPI", "response_schema"]
 
@@ -208,6 +216,10 @@ SCHEMAS: dict[str, Any] = {
                 **_TEXT_OR_NULL,
                 "description": "the reason given for the mode in force or the switch under way",
             },
+            "bypassed": {
+                **_COUNTS,
+                "description": "requests let through by a bypass since start, per category",
+            },
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
@@ -353,6 +365,30 @@ PATHS: dict[str, Any] = {
                     **_json(_ref("Health"), "in maintenance or switching"),
                     "headers": _RETRY_AFTER,
                 },
+            },
+        }
+    },
+    BYPASS_PATH: {
+        "get": {
+            "summary": "The bypass link: sets the bypass cookie and redirects",
+            "operationId": "getBypassCookie",
+            "security": [{}],
+            "parameters": [
+                {"name": "secret", "in": "query", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "next",
+                    "in": "query",
+                    "description": "a path of this site to go to (default /)",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "303": {
+                    "description": "the cookie is set; on to next",
+                    "headers": {"Set-Cookie": {"schema": {"type": "string"}}},
+                },
+                "403": _error("wrong bypass secret"),
+                "404": _error("no bypass secret is configured"),
             },
         }
     },

@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 __all__ = [
     "ADMIN",
+    "BYPASS_PATH",
     "LIVE_PATH",
     "MODE_PATH",
     "OPENAPI_PATH",
@@ -41,6 +42,8 @@ TRANSITIONS_PATH = "/server/transitions"
 LIVE_PATH = "/server/health/live"
 READY_PATH = "/server/health/ready"
 OPENAPI_PATH = "/server/openapi.json"
+#: The bypass link: sets the bypass cookie for a browser (:mod:`.bypass`).
+BYPASS_PATH = "/server/bypass"
 
 #: The mode switch's category: it passes the gate in every state and is never counted (the
 #: controller itself refuses a switch during a drain, and audits the refusal).
@@ -60,6 +63,7 @@ SERVER_ROUTES: Mapping[str, frozenset[str]] = MappingProxyType(
         LIVE_PATH: frozenset(),
         READY_PATH: frozenset(),
         OPENAPI_PATH: frozenset(),
+        BYPASS_PATH: frozenset(),
     }
 )
 

@@ -144,6 +144,7 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         "drain_timeout": status.drain_timeout,
         "timeout_policy": status.timeout_policy.value,
         "reason": status.reason,
+        "bypassed": controller.gate.bypassed(),
     }
     if status.target is not None:
         document["target"] = status.target.value

@@ -75,6 +75,7 @@ def test_servermode_routes_live_under_server() -> None:
         "/server/health/live",
         "/server/health/ready",
         "/server/openapi.json",
+        "/server/bypass",
     }
     assert live.json() == {"status": "live"}
     assert (ready.status_code, ready.json()["status"]) == (503, "not ready")
