@@ -100,6 +100,7 @@ def build_service(
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
         refusal_retry_after=settings.retry_after,
+        lame_duck=settings.lame_duck,
     )
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.

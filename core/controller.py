@@ -70,6 +70,8 @@ class ModeStatus:
     drain_started: datetime | None = None
     deadline: datetime | None = None
     reason: str | None = None  # given for the mode in force, or for the switch under way
+    lame_duck: float = 0.0  # seconds readiness fails before a drain to maintenance begins
+    lame_duck_until: datetime | None = None  # while in it: readiness fails, requests admitted
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ class _Drain:
     begun: bool = False  # the machine and the gate are in the draining state
     drained: bool = False
     cancelled: _Context | None = None  # who asked to cancel, once someone has
+    lame_duck: float = 0.0  # seconds of lame duck before the drain begins (0: none)
+    lame_duck_until: datetime | None = None  # set while the lame duck lasts
     committed: TransitionRecord | None = None  # the saved end, once it is in force
 
     @property
@@ -135,6 +139,9 @@ class ModeController:
         timeout_policy: what a drain that times out does (``force`` or ``rollback``).
         refusal_retry_after: retry hint (seconds) for requests a steady mode refuses.
         audit: the audit log (default: structlog logger ``servermode.audit``).
+        lame_duck: seconds a switch to maintenance keeps admitting requests while readiness
+            already fails (:attr:`lame_duck_until`), so that load balancers stop sending
+            first; then the drain begins as usual. 0 (the default): none.
     """
 
     def __init__(
@@ -147,8 +154,14 @@ class ModeController:
         timeout_policy: TimeoutPolicy | str = TimeoutPolicy.FORCE,
         refusal_retry_after: int = 60,
         audit: AuditLog | None = None,
+        lame_duck: float = 0.0,
     ) -> None:
         timeout = float(drain_timeout)
+        if not 0 <= float(lame_duck) <= MAX_DRAIN_TIMEOUT:
+            raise ValueError(
+                f"lame_duck must be from 0 to {MAX_DRAIN_TIMEOUT:g} seconds, not {lame_duck!r}"
+            )
+        self.lame_duck = float(lame_duck)
         if not 0 <= timeout <= MAX_DRAIN_TIMEOUT:  # NaN fails every comparison: refused too
             raise ValueError(
                 f"drain_timeout must be from 0 to {MAX_DRAIN_TIMEOUT:g} seconds (a week), "
@@ -216,7 +229,15 @@ class ModeController:
             drain_started=drain.started_at if drain else None,
             deadline=drain.deadline_at if drain else None,
             reason=self.reason,
+            lame_duck=self.lame_duck,
+            lame_duck_until=self.lame_duck_until,
         )
+
+    @property
+    def lame_duck_until(self) -> datetime | None:
+        """While a switch to maintenance is in its lame duck: when the drain will begin."""
+        drain = self._drain
+        return drain.lame_duck_until if drain is not None else None
 
     @property
     def reason(self) -> str | None:
@@ -238,7 +259,11 @@ class ModeController:
             rates=self.rates.rates(),
             drain_timeout=self.drain_timeout,
             timeout_policy=self.timeout_policy,
+            lame_duck=self._lame_duck_to(target),
         )
+
+    def _lame_duck_to(self, target: Mode) -> float:
+        return self.lame_duck if target is Mode.MAINTENANCE else 0.0
 
     async def history(self, limit: int = 50, before: int | None = None) -> list[TransitionRecord]:
         return await self._io(self.store.history, limit, before)
@@ -357,6 +382,8 @@ class ModeController:
         start = self._step(current, route.start)
         loop = asyncio.get_running_loop()
         started, started_at = time.monotonic(), utc_now()
+        lame_duck = self._lame_duck_to(target)
+        wait = lame_duck + self.drain_timeout  # the drain's deadline counts from the request
         result: asyncio.Future[TransitionRecord] = loop.create_future()
         # Told to whoever waits; if nobody does any more, a failure is not "never retrieved".
         result.add_done_callback(_retrieved)
@@ -366,10 +393,11 @@ class ModeController:
             context=context,
             started=started,
             started_at=started_at,
-            deadline=started + self.drain_timeout,
-            deadline_at=started_at + timedelta(seconds=self.drain_timeout),
+            deadline=started + wait,
+            deadline_at=started_at + timedelta(seconds=wait),
             ended=loop.create_future(),
             result=result,
+            lame_duck=lame_duck,
         )
 
     async def _switch(self, drain: _Drain) -> None:
@@ -390,6 +418,10 @@ class ModeController:
 
     async def _run(self, drain: _Drain) -> TransitionRecord:
         route = drain.route
+        if drain.lame_duck:
+            await self._lame_duck(drain)
+            if drain.cancelled is not None:
+                return await self._cancelled_in_lame_duck(drain)
         intent = PersistedState(
             route.state,
             drain.started_at,
@@ -419,6 +451,7 @@ class ModeController:
             in_flight=drain.in_flight,
             stragglers=stragglers,
             closed=drain.closed,
+            lame_duck=drain.lame_duck,
             **context.fields(),
         )
         now = utc_now()
@@ -430,6 +463,36 @@ class ModeController:
         )
         assert saved is not None
         return saved
+
+    async def _lame_duck(self, drain: _Drain) -> None:
+        """Readiness fails (:attr:`lame_duck_until`) while the gate still admits, for
+        ``drain.lame_duck`` seconds or until the change is cancelled."""
+        drain.lame_duck_until = utc_now() + timedelta(seconds=drain.lame_duck)
+        _log.info("lame_duck_begins", target=drain.target.value, seconds=drain.lame_duck)
+        try:
+            await asyncio.wait([drain.ended], timeout=drain.lame_duck)
+        finally:
+            drain.lame_duck_until = None
+
+    async def _cancelled_in_lame_duck(self, drain: _Drain) -> TransitionRecord:
+        """A change cancelled before its drain began: nothing moved, nothing to undo."""
+        asked = drain.cancelled
+        assert asked is not None
+        context = drain.context
+        record = self._record(
+            drain.source,
+            drain.source,
+            Trigger.CANCEL,
+            drain.target,
+            Outcome.CANCELLED,
+            duration_ms=(time.monotonic() - drain.started) * 1000,
+            lame_duck=drain.lame_duck,
+        )
+        self._drain = None
+        who = _Context(
+            asked.actor or context.actor, context.client, context.request_id, asked.reason
+        )
+        return await self._append(record, who)
 
     def _begin(self, drain: _Drain) -> None:
         """The intent is saved: the machine and the gate enter the draining state together."""

@@ -61,8 +61,8 @@ class TransitionRecord:
     drain waits for it or not. ``stragglers`` are the requests of the outgoing kind only (the
     categories the target refuses: what the drain waits for) still running when it timed out,
     was cancelled or failed; requests the target admits are never stragglers. ``closed`` are
-    the long-lived connections (WebSockets) closed when the drain began. ``id`` is given by
-    the store when appended.
+    the long-lived connections (WebSockets) closed when the drain began. ``lame_duck`` the
+    seconds readiness failed before the drain began. ``id`` is given by the store when appended.
     """
 
     from_state: State
@@ -79,6 +79,7 @@ class TransitionRecord:
     in_flight: dict[str, int] = field(default_factory=dict)
     stragglers: dict[str, int] = field(default_factory=dict)
     closed: dict[str, int] = field(default_factory=dict)
+    lame_duck: float = 0.0  # seconds readiness failed, requests still admitted, before the drain
     id: int | None = None
 
     def with_id(self, id: int) -> TransitionRecord:
@@ -109,5 +110,6 @@ class TransitionRecord:
             in_flight=dict(data.get("in_flight") or {}),
             stragglers=dict(data.get("stragglers") or {}),
             closed=dict(data.get("closed") or {}),
+            lame_duck=float(data.get("lame_duck") or 0.0),
             id=data.get("id"),
         )

@@ -77,6 +77,13 @@ def main() -> None:
     f"{_env('timeout_policy')}.",
 )
 @click.option(
+    "--lame-duck",
+    type=float,
+    metavar="SECONDS",
+    help=f"Seconds a switch to maintenance fails readiness while still admitting requests, "
+    f"before it drains [{DEFAULTS.lame_duck:g}: off] {_env('lame_duck')}.",
+)
+@click.option(
     "--initial-mode",
     type=click.Choice(["production", "maintenance"], case_sensitive=False),
     help=f"Mode when nothing is kept yet [{DEFAULTS.initial_mode}] {_env('initial_mode')}.",
@@ -201,7 +208,8 @@ def serve(
         # A stop (SIGTERM, Ctrl-C) gives running requests as long as a drain would, plus a
         # moment to answer a switch that drained, then cancels them: a hung request must not
         # keep the process alive forever (uvicorn waits without a bound by default).
-        timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + GRACE_MARGIN,
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout + settings.lame_duck)
+        + GRACE_MARGIN,
     )
 
 

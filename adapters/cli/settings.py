@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "SERVERMODE_"
+#: The longest lame duck (s): load balancers notice a failing probe within seconds.
+MAX_LAME_DUCK = 3600
 LOG_FORMATS = ("auto", "console", "json")
 
 
@@ -48,6 +50,7 @@ class Settings:
     timeout_policy: str = TimeoutPolicy.FORCE.value
     initial_mode: str = "production"
     retry_after: int = 60  # Retry-After (s) of requests a steady mode refuses
+    lame_duck: float = 0.0  # seconds readiness fails before a switch to maintenance drains
     rules: str | None = None  # path of a JSON file of route rules; None: Context Services
     demo_delay: float = 1.0
     body_timeout: float = 10.0  # seconds a mode request body may take to arrive (else 408)
@@ -78,6 +81,7 @@ def _parse_bool(text: str) -> bool:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "port": int,
     "drain_timeout": float,
+    "lame_duck": float,
     "retry_after": int,
     "demo_delay": float,
     "body_timeout": float,
@@ -135,6 +139,10 @@ def _validated(settings: Settings) -> Settings:
         problems.append(f"port must be between 0 and 65535, not {settings.port}")
     if settings.drain_timeout < 0:
         problems.append(f"drain timeout must be >= 0 seconds, not {settings.drain_timeout:g}")
+    if not 0 <= settings.lame_duck <= MAX_LAME_DUCK:  # NaN fails both: refused too
+        problems.append(
+            f"lame duck must be from 0 to {MAX_LAME_DUCK} seconds, not {settings.lame_duck:g}"
+        )
     if settings.retry_after < 1:
         problems.append(f"retry-after must be >= 1 second, not {settings.retry_after}")
     if not settings.body_timeout > 0:

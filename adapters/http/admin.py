@@ -157,10 +157,10 @@ class AdminRoutes:
         return JSONResponse({"status": "live"})
 
     async def ready(self, request: Request) -> Response:
-        """Ready means taking normal traffic: production, and no switch under way."""
+        """Ready means taking normal traffic: production, no switch under way, no lame duck."""
         state = self.controller.state
         body = {"mode": state.mode.value, "state": state.value}
-        if state is State.PRODUCTION:
+        if state is State.PRODUCTION and self.controller.lame_duck_until is None:
             return JSONResponse({"status": "ready", **body})
         retry = str(self.controller.retry_after())
         return JSONResponse(

@@ -220,6 +220,16 @@ SCHEMAS: dict[str, Any] = {
                 **_COUNTS,
                 "description": "requests let through by a bypass since start, per category",
             },
+            "lame_duck": {
+                "type": "number",
+                "minimum": 0,
+                "description": "seconds a switch to maintenance fails readiness before it drains",
+            },
+            "lame_duck_until": {
+                **_TIME,
+                "description": "only in a lame duck: readiness fails, requests are still admitted "
+                "until then, then the drain begins",
+            },
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
@@ -245,6 +255,11 @@ SCHEMAS: dict[str, Any] = {
             "in_flight": _COUNTS,
             "stragglers": _COUNTS,
             "closed": {**_COUNTS, "description": "WebSockets closed when the drain began"},
+            "lame_duck": {
+                "type": "number",
+                "minimum": 0,
+                "description": "seconds readiness failed (requests admitted) before the drain",
+            },
         },
         "additionalProperties": False,
     },
@@ -356,7 +371,8 @@ PATHS: dict[str, Any] = {
     },
     READY_PATH: {
         "get": {
-            "summary": "Readiness: 200 only in production",
+            "summary": "Readiness: 200 only in production, with no switch under way (nor its lame "
+            "duck)",
             "operationId": "getReady",
             "security": [{}],
             "responses": {

@@ -145,7 +145,10 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         "timeout_policy": status.timeout_policy.value,
         "reason": status.reason,
         "bypassed": controller.gate.bypassed(),
+        "lame_duck": status.lame_duck,
     }
+    if status.lame_duck_until is not None:
+        document["lame_duck_until"] = format_time(status.lame_duck_until)
     if status.target is not None:
         document["target"] = status.target.value
         document["drain_started"] = format_time(status.drain_started)

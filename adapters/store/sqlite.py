@@ -74,8 +74,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the long-lived connections (WebSockets) a drain closed when it began, per category.
     ("ALTER TABLE transitions ADD COLUMN closed TEXT NOT NULL DEFAULT '{}'",),
-    # 3: the reason given for the mode in force.
-    ("ALTER TABLE mode_state ADD COLUMN reason TEXT",),
+    # 3: the reason given for the mode in force; a record's lame duck (seconds).
+    (
+        "ALTER TABLE mode_state ADD COLUMN reason TEXT",
+        "ALTER TABLE transitions ADD COLUMN lame_duck REAL NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -95,6 +98,7 @@ _RECORD_COLUMNS = (
     "in_flight",
     "stragglers",
     "closed",
+    "lame_duck",
 )
 _JSON_COLUMNS = ("in_flight", "stragglers", "closed")
 _INSERT_RECORD = (

@@ -37,7 +37,7 @@ TRUSTING = Bypass(
         (
             scope("192.0.2.1", ("X-Forwarded-For", "10.0.0.1"), ("X-Forwarded-For", "8.8.8.8")),
             "8.8.8.8",
-        ),  # noqa: E501
+        ),
         (scope("192.0.2.1", ("Forwarded", 'for="[2001:db8::17]:4711"')), "2001:db8::17"),
         (scope("192.0.2.1", ("Forwarded", "for=10.0.0.1, for=192.0.2.2;proto=https")), "10.0.0.1"),
         (scope("192.0.2.1", ("Forwarded", "proto=https")), None),
