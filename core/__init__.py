@@ -28,6 +28,7 @@ from .modes import Mode, State, parse_mode
 from .policy import CONTEXT_SERVICES, AdmissionPolicy, CategoryRule
 from .records import Outcome, PersistedState, TransitionRecord
 from .store import InMemoryStore, Store
+from .window import InvalidWindow, Window
 
 __all__ = [
     "AUDIT_EVENT",
@@ -42,6 +43,7 @@ __all__ = [
     "Gate",
     "InMemoryStore",
     "InvalidMode",
+    "InvalidWindow",
     "Mode",
     "ModeChangeCancelled",
     "ModeChangeFailed",
@@ -65,5 +67,6 @@ __all__ = [
     "Trigger",
     "UnknownCategory",
     "Verdict",
+    "Window",
     "parse_mode",
 ]

@@ -132,6 +132,7 @@ class Gate:
         self._state = state
         self._admitted = self._admitting[state]
         self._deadline: float | None = None
+        self._retry_until: float | None = None  # a steady mode's end (a window), on the clock
         self._on_drained: DrainedCallback | None = None
 
     @property
@@ -228,11 +229,7 @@ class Gate:
             return UnknownCategory(category)
         if counted:
             self._refused[category] += 1  # under the lock: admit() calls this while holding it
-        if self._deadline is not None:
-            retry = max(1, math.ceil(self._deadline - self._clock()))
-        else:
-            retry = self.refusal_retry_after
-        return Refused(self._state, category, retry)
+        return Refused(self._state, category, self._retry(self._deadline))
 
     def set_state(self, state: State) -> None:
         """Move to a steady state (or any state without a drain); forgets a pending drain."""
@@ -266,12 +263,23 @@ class Gate:
         return snapshot
 
     def retry_after(self) -> int:
-        """Seconds until the current drain's deadline (at least 1), or the steady hint."""
+        """Seconds until the current drain's deadline (at least 1), or the steady hint (the
+        time left in a maintenance window, when one ends)."""
         with self._lock:
             deadline = self._deadline
+        return self._retry(deadline)
+
+    def _retry(self, deadline: float | None) -> int:
         if deadline is None:
-            return self.refusal_retry_after
+            deadline = self._retry_until
+            if deadline is None:
+                return self.refusal_retry_after
         return max(1, math.ceil(deadline - self._clock()))
+
+    def retry_steady_until(self, moment: float | None) -> None:
+        """Retry hints in a steady state count down to ``moment`` (on the gate's clock: the
+        end of a maintenance window), or are the configured hint again (None)."""
+        self._retry_until = moment
 
     def _set(self, state: State) -> None:
         # Whatever the previous state waited for, the new one waits for nothing yet.

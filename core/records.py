@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from .modes import Mode, State
+from .window import Window
 
 __all__ = ["Outcome", "PersistedState", "TransitionRecord", "utc_now"]
 
@@ -28,6 +29,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # the store could not save, or the switch was interrupted; old mode in force
     RECOVERED = "recovered"  # a drain interrupted by a crash was completed at start
     INITIALIZED = "initialized"  # nothing was persisted: the initial mode was put in force
+    SCHEDULED = "scheduled"  # a maintenance window was set to begin later; nothing moved yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,8 @@ class PersistedState:
     """What survives a restart: the state, and the drain's facts while one is under way.
 
     ``reason`` is the one given for the mode in force (or for the drain under way): refusals
-    tell it, the maintenance page shows it.
+    tell it, the maintenance page shows it. ``window`` is the maintenance window, begun or
+    ahead (:mod:`.window`).
     """
 
     state: State
@@ -43,6 +46,7 @@ class PersistedState:
     drain_started: datetime | None = None
     deadline: datetime | None = None
     reason: str | None = None
+    window: Window | None = None
 
     @property
     def mode(self) -> Mode:
@@ -80,6 +84,7 @@ class TransitionRecord:
     stragglers: dict[str, int] = field(default_factory=dict)
     closed: dict[str, int] = field(default_factory=dict)
     lame_duck: float = 0.0  # seconds readiness failed, requests still admitted, before the drain
+    window: dict[str, str | None] = field(default_factory=dict)  # the window it set, if any
     id: int | None = None
 
     def with_id(self, id: int) -> TransitionRecord:
@@ -111,5 +116,6 @@ class TransitionRecord:
             stragglers=dict(data.get("stragglers") or {}),
             closed=dict(data.get("closed") or {}),
             lame_duck=float(data.get("lame_duck") or 0.0),
+            window=dict(data.get("window") or {}),
             id=data.get("id"),
         )

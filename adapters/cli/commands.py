@@ -271,6 +271,19 @@ def status(url: str, token_file: str | None, as_json: bool) -> None:
 @_client_options
 @click.argument("mode", type=click.Choice(["production", "maintenance"], case_sensitive=False))
 @click.option("--reason", help="Why, for the audit.")
+@click.option(
+    "--until",
+    metavar="WHEN",
+    help="Maintenance only: return to production by itself then (RFC 3339 time, or a "
+    "duration from the start such as 30m, 1h30m, 2d).",
+)
+@click.option(
+    "--at",
+    "start_at",
+    metavar="WHEN",
+    help="Maintenance only: do not switch now; schedule the window to begin then "
+    "(RFC 3339 time, or a duration from now).",
+)
 @click.option("--wait", is_flag=True, help="Show the drain's progress until the switch is done.")
 @click.option(
     "--interval", type=float, default=0.5, show_default=True, help="Seconds between updates."
@@ -287,15 +300,24 @@ def set_mode(
     token_file: str | None,
     mode: str,
     reason: str | None,
+    until: str | None,
+    start_at: str | None,
     wait: bool,
     interval: float,
     timeout: float,
 ) -> None:
-    """Switch a running service to MODE; returns once the switch is complete."""
+    """Switch a running service to MODE; returns once the switch is complete.
+
+    With --at, schedules a maintenance window instead, and returns at once.
+    """
     client = _client(url, token_file)
     body: dict[str, str] = {"mode": mode.lower()}
     if reason:
         body["reason"] = reason
+    if until:
+        body["until"] = until
+    if start_at:
+        body["start_at"] = start_at
     outcome: dict[str, Any] = {}
 
     def post() -> None:
@@ -313,6 +335,11 @@ def set_mode(
     if "error" in outcome:
         raise _fail(outcome["error"])
     answer, headers = outcome["answer"]
+    if "server scheduled" in answer:
+        window = answer["server scheduled"]
+        ends = f" until {window['until']}" if window.get("until") else ""
+        click.echo(f"server scheduled: maintenance from {window['start_at']}{ends}")
+        return
     how = headers.get("Servermode-Outcome", "completed")
     click.echo(f"server changed: {answer['server changed']} ({how})")
 

@@ -18,7 +18,7 @@ import unicodedata
 import uuid
 from typing import Any
 
-from servermode.core import InvalidMode, ModeController, State, parse_mode
+from servermode.core import InvalidMode, ModeController, Outcome, State, parse_mode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,7 +39,7 @@ from .routes import (
     TRANSITIONS_PATH,
 )
 from .stats import RequestStats, stats_for
-from .status import status_document
+from .status import status_document, window_document
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -122,7 +122,19 @@ class AdminRoutes:
             client=_client(request),
             request_id=request_id,
             reason=asked.reason,
+            until=asked.until,
+            start_at=asked.start_at,
         )
+        if record.outcome is Outcome.SCHEDULED:
+            return JSONResponse(
+                {"server scheduled": window_document(self.controller.window)},
+                status_code=202,
+                headers={
+                    "Location": STATUS_PATH,
+                    "X-Request-ID": request_id,
+                    "Servermode-Outcome": record.outcome.value,
+                },
+            )
         body = json.dumps({"server changed": record.to_state.mode.value}, separators=(",", ":"))
         return Response(
             body,

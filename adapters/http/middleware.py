@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from servermode.core import ModeController, Refused, ServerModeError, Ticket
@@ -72,7 +73,7 @@ class GateMiddleware:
         self._life = _ControllerLife(controller)
         # Closes the open WebSockets a drain's target refuses, as the drain begins.
         self.sockets = OpenSockets(controller)
-        self.refusals = RefusalAnswers(page, lambda: (controller.reason, None))
+        self.refusals = RefusalAnswers(page, lambda: _page_facts(controller))
         self.bypass = bypass if bypass is not None and bypass.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -252,6 +253,13 @@ class _ControllerLife:
             if self.started:
                 self.started = False
                 await self._controller.close()
+
+
+def _page_facts(controller: ModeController) -> tuple[str | None, datetime | None]:
+    """What a maintenance page tells beyond the refusal: the reason, the window's end."""
+    window = controller.window
+    ends = window.until if window is not None and not window.pending else None
+    return controller.reason, ends
 
 
 def _being_cancelled() -> bool:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from servermode.core import Mode, Outcome, State, TimeoutPolicy, Verdict
+from servermode.core.window import WHEN_PATTERN
 
 from .problems import Problem
 from .routes import (
@@ -104,12 +105,51 @@ SCHEMAS: dict[str, Any] = {
                 "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
                 "description": "kept in the audit (null: none)",
             },
+            "until": {
+                "type": ["string", "null"],
+                "maxLength": 64,
+                "pattern": WHEN_PATTERN,
+                "description": "maintenance only: when to return to production by itself (actor "
+                "schedule): an RFC 3339 time with a zone, or a duration from the window's start "
+                "such as 30m, 1h30m, 2d (at most 366 days ahead; null: no end)",
+                "examples": ["30m", "2030-01-01T03:00:00Z"],
+            },
+            "start_at": {
+                "type": ["string", "null"],
+                "maxLength": 64,
+                "pattern": WHEN_PATTERN,
+                "description": "maintenance only: schedule the window to begin by itself then (an "
+                "RFC 3339 time with a zone, or a duration from now); answered 202 (null: now)",
+                "examples": ["2030-01-01T02:00:00Z", "10m"],
+            },
             "dry_run": {
                 "type": "boolean",
                 "default": False,
                 "description": "true: answer what a switch would do now (DryRun), change nothing",
             },
         },
+    },
+    "Window": {
+        "type": "object",
+        "required": ["start_at", "until", "reason"],
+        "properties": {
+            "start_at": {
+                "anyOf": [_TIME, {"type": "null"}],
+                "description": "when it begins by itself; null once begun",
+            },
+            "until": {
+                "anyOf": [_TIME, {"type": "null"}],
+                "description": "when it returns to production by itself; null: no end",
+            },
+            "reason": _TEXT_OR_NULL,
+        },
+        "additionalProperties": False,
+    },
+    "Scheduled": {
+        "type": "object",
+        "required": ["server scheduled"],
+        "properties": {"server scheduled": _ref("Window")},
+        "additionalProperties": False,
     },
     "DryRun": {
         "type": "object",
@@ -230,6 +270,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": "only in a lame duck: readiness fails, requests are still admitted "
                 "until then, then the drain begins",
             },
+            "window": {**_ref("Window"), "description": "only with a maintenance window"},
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
@@ -259,6 +300,12 @@ SCHEMAS: dict[str, Any] = {
                 "type": "number",
                 "minimum": 0,
                 "description": "seconds readiness failed (requests admitted) before the drain",
+            },
+            "window": {
+                "type": "object",
+                "properties": {"start_at": _TEXT_OR_NULL, "until": _TEXT_OR_NULL},
+                "additionalProperties": False,
+                "description": "the maintenance window the change set (ISO 8601), if any",
             },
         },
         "additionalProperties": False,
@@ -307,7 +354,14 @@ PATHS: dict[str, Any] = {
                     ),
                     "headers": {"Location": {"schema": {"type": "string", "const": STATUS_PATH}}},
                 },
-                "400": _error("bad, missing or non-string mode; malformed JSON"),
+                "202": {
+                    **_json(_ref("Scheduled"), "a maintenance window scheduled to begin later"),
+                    "headers": {"Location": {"schema": {"type": "string", "const": STATUS_PATH}}},
+                },
+                "400": _error(
+                    "bad, missing or non-string mode; malformed JSON; a window time in the past, "
+                    "ending before it begins, more than 366 days ahead, or given with production"
+                ),
                 "401": _error("no or wrong bearer token (when an admin token is configured)"),
                 "403": _error("the read token cannot change the mode"),
                 "405": _error("method not allowed"),

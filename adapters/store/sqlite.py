@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from servermode.core import PersistedState, State, StoreError, TransitionRecord
+from servermode.core.window import Window
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -74,10 +75,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the long-lived connections (WebSockets) a drain closed when it began, per category.
     ("ALTER TABLE transitions ADD COLUMN closed TEXT NOT NULL DEFAULT '{}'",),
-    # 3: the reason given for the mode in force; a record's lame duck (seconds).
+    # 3: the reason given for the mode in force; the maintenance window; a record's lame
+    # duck (seconds) and the window it set.
     (
         "ALTER TABLE mode_state ADD COLUMN reason TEXT",
+        "ALTER TABLE mode_state ADD COLUMN window_start TEXT",
+        "ALTER TABLE mode_state ADD COLUMN window_end TEXT",
+        "ALTER TABLE mode_state ADD COLUMN window_reason TEXT",
         "ALTER TABLE transitions ADD COLUMN lame_duck REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE transitions ADD COLUMN window TEXT NOT NULL DEFAULT '{}'",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -99,8 +105,9 @@ _RECORD_COLUMNS = (
     "stragglers",
     "closed",
     "lame_duck",
+    "window",
 )
-_JSON_COLUMNS = ("in_flight", "stragglers", "closed")
+_JSON_COLUMNS = ("in_flight", "stragglers", "closed", "window")
 _INSERT_RECORD = (
     f"INSERT INTO transitions ({', '.join(_RECORD_COLUMNS[1:])}) "
     f"VALUES ({', '.join(':' + c for c in _RECORD_COLUMNS[1:])})"
@@ -110,14 +117,28 @@ _SELECT_RECORDS = (
     "WHERE :before IS NULL OR id < :before ORDER BY id DESC LIMIT :limit"
 )
 # The state row's columns besides id and generation, in PersistedState's order.
-_STATE_COLUMNS = ("state", "mode", "target", "since", "drain_started", "deadline", "reason")
+_STATE_COLUMNS = (
+    "state",
+    "mode",
+    "target",
+    "since",
+    "drain_started",
+    "deadline",
+    "reason",
+    "window_start",
+    "window_end",
+    "window_reason",
+)
 _SAVE_STATE = (
     f"INSERT INTO mode_state (id, {', '.join(_STATE_COLUMNS)}, generation) "
     f"VALUES (1, {', '.join(':' + c for c in _STATE_COLUMNS)}, :generation) "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in (*_STATE_COLUMNS, "generation"))
 )
-_LOAD_STATE = "SELECT state, since, drain_started, deadline, reason, generation FROM mode_state"
+_LOAD_STATE = (
+    "SELECT state, since, drain_started, deadline, reason, window_start, window_end, "
+    "window_reason, generation FROM mode_state"
+)
 
 # What an operator is told for each family of SQLite errors (matched on the error name prefix).
 _EXPLANATIONS: tuple[tuple[str, str], ...] = (
@@ -297,14 +318,22 @@ class SQLiteStore:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _state_from_row(self, row: tuple[Any, ...]) -> PersistedState:
-        state, since, drain_started, deadline, reason, _generation = row
+        state, since, drain_started, deadline, reason, start, end, why, _generation = row
         try:
+            window = None
+            if start is not None or end is not None:
+                window = Window(
+                    _decode_time(start) if start is not None else None,
+                    _decode_time(end) if end is not None else None,
+                    why,
+                )
             return PersistedState(
                 State(state),
                 _decode_time(since),
                 _decode_time(drain_started) if drain_started is not None else None,
                 _decode_time(deadline) if deadline is not None else None,
                 reason=reason,
+                window=window,
             )
         except ValueError as exc:
             raise StoreError(f"{self.path} holds a state that cannot be read: {exc}") from exc
@@ -350,6 +379,7 @@ class SQLiteStore:
 
 
 def _state_values(state: PersistedState) -> dict[str, Any]:
+    window = state.window
     return {
         "state": state.state.value,
         "mode": state.mode.value,
@@ -358,6 +388,9 @@ def _state_values(state: PersistedState) -> dict[str, Any]:
         "drain_started": _encode_time(state.drain_started) if state.drain_started else None,
         "deadline": _encode_time(state.deadline) if state.deadline else None,
         "reason": state.reason,
+        "window_start": _encode_time(window.start_at) if window and window.start_at else None,
+        "window_end": _encode_time(window.until) if window and window.until else None,
+        "window_reason": window.reason if window else None,
     }
 
 
