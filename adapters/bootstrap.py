@@ -31,6 +31,7 @@ from .http.dispatch import AdminDispatch
 from .http.middleware import GateMiddleware
 from .http.page import MaintenancePage
 from .http.stats import RequestStats
+from .http.webhooks import Webhooks, parse_urls
 from .store.factory import open_store
 
 __all__ = ["Service", "build_service", "load_app", "load_rules"]
@@ -89,6 +90,15 @@ def build_service(
             allow=parse_networks(settings.bypass_allow, "bypass allowlist"),
             trusted_proxies=parse_networks(settings.trusted_proxies, "trusted proxies"),
         )
+        urls = parse_urls(settings.webhooks)
+        if urls and settings.webhook_secret is None:
+            raise ValueError(
+                "webhooks need a secret to sign with: set SERVERMODE_WEBHOOK_SECRET or "
+                "--webhook-secret-file"
+            )
+        webhooks = None
+        if urls and settings.webhook_secret is not None:
+            webhooks = Webhooks(urls, settings.webhook_secret)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     if settings.bypass_secret is not None:
@@ -102,6 +112,8 @@ def build_service(
         refusal_retry_after=settings.retry_after,
         lame_duck=settings.lame_duck,
     )
+    if webhooks is not None:
+        controller.subscribe(webhooks, timeout=webhooks.budget)
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (

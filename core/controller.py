@@ -34,6 +34,7 @@ from .errors import (
     SwitchInProgress,
 )
 from .gate import Gate, Ticket
+from .hooks import AfterSwitch, BeforeDrain, Hooks, Subscriber
 from .machine import DrainRoute, ModeMachine, TimeoutPolicy, Transition, Trigger, drain_to, step
 from .modes import Mode, State, parse_mode
 from .policy import CONTEXT_SERVICES, AdmissionPolicy
@@ -149,6 +150,8 @@ class ModeController:
         lame_duck: seconds a switch to maintenance keeps admitting requests while readiness
             already fails (:attr:`lame_duck_until`), so that load balancers stop sending
             first; then the drain begins as usual. 0 (the default): none.
+        hooks: subscribers and before-drain / after-switch hooks (:mod:`.hooks`); or use
+            :meth:`subscribe`, :meth:`before_drain` and :meth:`after_switch`.
     """
 
     def __init__(
@@ -162,6 +165,7 @@ class ModeController:
         refusal_retry_after: int = 60,
         audit: AuditLog | None = None,
         lame_duck: float = 0.0,
+        hooks: Hooks | None = None,
     ) -> None:
         timeout = float(drain_timeout)
         if not 0 <= float(lame_duck) <= MAX_DRAIN_TIMEOUT:
@@ -186,6 +190,7 @@ class ModeController:
         self._drain: _Drain | None = None
         self._started = False
         self._drain_listeners: list[DrainListener] = []
+        self.hooks = hooks if hooks is not None else Hooks()
         #: Recent request rates per category (dry runs tell them), sampled while started.
         self.rates = RateMeter(self.gate.arrivals)
         self._window: Window | None = None
@@ -203,6 +208,19 @@ class ModeController:
         transition record's ``closed``. A listener that raises is logged and ignored.
         """
         self._drain_listeners.append(listener)
+
+    def subscribe(self, subscriber: Subscriber, *, timeout: float | None = None) -> None:
+        """Call ``subscriber(record)`` (plain or async) with every transition record, in the
+        background, bounded by ``timeout`` (:mod:`.hooks`); the switch never waits for it."""
+        self.hooks.subscribe(subscriber, timeout=timeout)
+
+    def before_drain(self, hook: BeforeDrain) -> None:
+        """Await ``hook(target_mode)`` (bounded) before each drain begins."""
+        self.hooks.before_drain(hook)
+
+    def after_switch(self, hook: AfterSwitch) -> None:
+        """Await ``hook(record)`` (bounded) once each switch has ended, before its answer."""
+        self.hooks.after_switch(hook)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -318,7 +336,7 @@ class ModeController:
         if record is not None:
             saving = PersistedState(state, since=now, reason=self._reason, window=self._window)
             record = await self._save(saving, record)
-            self._audit.emit(record)
+            self._emit(record)
         self._machine.restore(state)
         self.gate.set_state(state)
         self._since = now
@@ -343,6 +361,7 @@ class ModeController:
         if self._window_tasks:
             await asyncio.wait(list(self._window_tasks))
         self.rates.stop()
+        await self.hooks.close()
         await self._io(self.store.close)
         self._started = False
 
@@ -483,6 +502,7 @@ class ModeController:
             await self._lame_duck(drain)
             if drain.cancelled is not None:
                 return await self._cancelled_in_lame_duck(drain)
+        await self.hooks.run_before_drain(drain.target)
         async with self._state_writes:
             intent = PersistedState(
                 route.state,
@@ -534,6 +554,7 @@ class ModeController:
             then=lambda stored: self._commit(drain, end, stored, now),
         )
         assert saved is not None
+        await self.hooks.run_after_switch(saved)
         return saved
 
     async def _keep_window(
@@ -552,7 +573,7 @@ class ModeController:
             try:
                 record = await self._save(state, record)
             finally:
-                self._audit.emit(record)
+                self._emit(record)
             self._window = window
         self._arm_window()
         return record
@@ -659,7 +680,7 @@ class ModeController:
         self._window = drain.window_after
         drain.committed = record
         self._drain = None
-        self._audit.emit(record)
+        self._emit(record)
         self._arm_window()
 
     async def _abandon(self, drain: _Drain, error: BaseException) -> None:
@@ -699,7 +720,7 @@ class ModeController:
                 record = saved if saved is not None else record
         finally:
             self._drain = None
-            self._audit.emit(record)
+            self._emit(record)
             if not isinstance(error, Exception):
                 error = ModeChangeInterrupted(
                     record,
@@ -767,6 +788,11 @@ class ModeController:
 
     # -- records and I/O -------------------------------------------------------------------
 
+    def _emit(self, record: TransitionRecord) -> None:
+        """Tell the audit log and the subscribers (who run in the background)."""
+        self._audit.emit(record)
+        self.hooks.publish(record)
+
     def _record(
         self,
         from_state: State,
@@ -792,7 +818,7 @@ class ModeController:
         try:
             record = await self._io(self.store.append, record)
         finally:
-            self._audit.emit(record)
+            self._emit(record)
         return record
 
     async def _save(

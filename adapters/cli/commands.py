@@ -146,6 +146,17 @@ def main() -> None:
     f"[none] {_env('trusted_proxies')}.",
 )
 @click.option(
+    "--webhooks",
+    metavar="URLS",
+    help=f"Comma-separated URLs to POST every transition record to, signed {_env('webhooks')}.",
+)
+@click.option(
+    "--webhook-secret-file",
+    metavar="FILE",
+    help=f"File holding the webhooks' HMAC-SHA256 key {_env('webhook_secret_file')}; "
+    f"or set {env_name('webhook_secret')}.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help=f"Allow a non-loopback address without an admin token {_env('insecure')}.",
@@ -160,6 +171,7 @@ def serve(
     admin_token_file: str | None,
     read_token_file: str | None,
     bypass_secret_file: str | None,
+    webhook_secret_file: str | None,
     insecure: bool,
     **flags: Any,
 ) -> None:
@@ -176,6 +188,7 @@ def serve(
             admin_token_file=admin_token_file,
             read_token_file_path=read_token_file,
             bypass_secret_file=bypass_secret_file,
+            webhook_secret_file=webhook_secret_file,
             insecure=True if insecure else None,
             **flags,
         )

@@ -57,12 +57,14 @@ class Settings:
     maintenance_page: str | None = None  # an HTML template for refused browsers; None: default
     bypass_allow: str | None = None  # CIDRs whose clients pass a refusing mode, comma-separated
     trusted_proxies: str | None = None  # CIDRs whose forwarded headers the bypass believes
+    webhooks: str | None = None  # URLs told every transition record, comma-separated
     insecure: bool = False
     log_level: str = "info"
     log_format: str = "auto"
     admin_token: str | None = field(default=None, repr=False)
     read_token: str | None = field(default=None, repr=False)
     bypass_secret: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
 
 
 def env_name(name: str) -> str:
@@ -106,6 +108,7 @@ def load_settings(
     admin_token_file: str | None = None,
     read_token_file_path: str | None = None,
     bypass_secret_file: str | None = None,
+    webhook_secret_file: str | None = None,
     **flags: Any,
 ) -> Settings:
     """Defaults, overridden by the environment, overridden by the flags that are not None."""
@@ -123,6 +126,7 @@ def load_settings(
         ("admin_token", admin_token_file or environ.get(env_name("admin_token_file"))),
         ("read_token", read_token_file_path or environ.get(env_name("read_token_file"))),
         ("bypass_secret", bypass_secret_file or environ.get(env_name("bypass_secret_file"))),
+        ("webhook_secret", webhook_secret_file or environ.get(env_name("webhook_secret_file"))),
     ):
         if path:
             values[token] = read_token_file(path)
@@ -163,7 +167,7 @@ def _validated(settings: Settings) -> Settings:
         )
     if settings.log_format not in LOG_FORMATS:
         problems.append(f"log format must be one of {', '.join(LOG_FORMATS)}")
-    for name in ("admin_token", "read_token", "bypass_secret"):
+    for name in ("admin_token", "read_token", "bypass_secret", "webhook_secret"):
         token = getattr(settings, name)
         if token is not None and not token.strip():
             problems.append(f"{env_name(name)} is set but empty")
