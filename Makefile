@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test soak lint typecheck pytest diagrams bench clean
+.PHONY: serve test soak lint typecheck pytest chromium screenshot diagrams bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,17 @@ typecheck: $(STAMP)
 	cd build/typed && MYPYPATH=. ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p servermode.core -p servermode.adapters
 	MYPYPATH=build/typed $(VENV)/bin/mypy --config-file pyproject.toml -p bench
 
-pytest: $(STAMP)
+pytest: $(STAMP) chromium
 	$(PY) -m pytest
+
+# The browser tests (tests/browser) drive Debian's Chromium through playwright, which cannot
+# download browsers of its own here.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 chromium)
+
+# The README's picture of the admin page, taken by the browser test that checks it.
+screenshot: $(STAMP) chromium
+	SERVERMODE_SCREENSHOT_DIR=docs $(PY) -m pytest -q tests/browser -k "shows_the_drain or phone_width"
 
 # The long reliability runs (README "Reliability"): bounded by SOAK_TIMEOUT seconds in all.
 SOAK_TIMEOUT ?= 1500

@@ -28,7 +28,9 @@ from .http.bypass import Bypass, hide_in_logs, parse_networks
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
+from .http.feed import AuditFeed
 from .http.middleware import GateMiddleware
+from .http.monitoring import Monitor, monitor_for
 from .http.page import MaintenancePage
 from .http.stats import RequestStats
 from .http.webhooks import Webhooks, parse_urls
@@ -39,11 +41,16 @@ __all__ = ["Service", "build_service", "load_app", "load_rules"]
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """What ``servermode serve`` runs: the application, and the controller it gates through."""
+    """What ``servermode serve`` runs: the application, and the controller it gates through.
+
+    ``monitor`` feeds the metrics and the event streams; ``monitor.close()`` ends the streams
+    when the server begins to stop.
+    """
 
     app: ASGIApp
     controller: ModeController
     stats: RequestStats
+    monitor: Monitor
 
 
 def load_app(spec: str) -> ASGIApp:
@@ -103,6 +110,7 @@ def build_service(
         raise SettingsError(str(exc)) from None
     if settings.bypass_secret is not None:
         hide_in_logs(settings.bypass_secret)
+    feed = AuditFeed()  # the audit log, also feeding the metrics and the event streams
     controller = ModeController(
         open_store(settings.state),
         policy=CONTEXT_SERVICES,
@@ -111,7 +119,9 @@ def build_service(
         timeout_policy=settings.timeout_policy,
         refusal_retry_after=settings.retry_after,
         lame_duck=settings.lame_duck,
+        audit=feed,
     )
+    monitor = monitor_for(controller, feed)
     if webhooks is not None:
         controller.subscribe(webhooks, timeout=webhooks.budget)
     if app is None:
@@ -132,4 +142,4 @@ def build_service(
     gated = GateMiddleware(
         AdminDispatch(admin, app), controller, rules, stats, page=page, bypass=bypass
     )
-    return Service(app=gated, controller=controller, stats=stats)
+    return Service(app=gated, controller=controller, stats=stats, monitor=monitor)

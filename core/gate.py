@@ -32,12 +32,14 @@ _new_ticket = object.__new__
 
 
 class _Counter:
-    __slots__ = ("admitted", "n", "outgoing")
+    __slots__ = ("admitted", "n", "outgoing", "refused")
 
     def __init__(self) -> None:
-        self.n = 0
+        self.n = 0  # in flight (counted categories only)
         self.outgoing = False  # the drain under way waits for this category
-        self.admitted = 0  # ever admitted: with the refusals, what request rates are read from
+        # Totals since the gate was made, for metrics: kept beside n, under the same lock.
+        self.admitted = 0
+        self.refused = 0
 
 
 # What admit() finds for a category in a state: its counter (admitted, counted), False
@@ -117,7 +119,9 @@ class Gate:
         self.refusal_retry_after = refusal_retry_after
         self._clock = clock
         self._lock = threading.Lock()
-        self._counters = {name: _Counter() for name in policy.counted_categories}
+        # One counter per category; the counted ones also count what is in flight.
+        self._totals = {name: _Counter() for name in policy.categories}
+        self._counters = {name: self._totals[name] for name in policy.counted_categories}
         # Uncounted categories share one pre-released ticket each: no allocation, nothing to drain.
         self._free = {name: Ticket(None, None, name) for name in policy.categories}
         # Per state, one lookup decides admission.
@@ -127,12 +131,11 @@ class Gate:
             s: tuple(self._counters[name] for name in policy.outgoing(s)) for s in State
         }
         self._waiting = 0  # requests in flight of the outgoing kind, while a drain lasts
-        self._refused = dict.fromkeys(policy.categories, 0)  # ever refused, per category
-        self._bypassed = dict.fromkeys(policy.categories, 0)  # ever admitted by a bypass
         self._state = state
         self._admitted = self._admitting[state]
         self._deadline: float | None = None
         self._retry_until: float | None = None  # a steady mode's end (a window), on the clock
+        self._bypassed = dict.fromkeys(policy.categories, 0)  # ever admitted by a bypass
         self._on_drained: DrainedCallback | None = None
 
     @property
@@ -154,11 +157,15 @@ class Gate:
         with self._lock:
             return {name: c.n for name, c in self._counters.items() if c.outgoing and c.n}
 
+    def request_totals(self) -> dict[str, tuple[int, int]]:
+        """(admitted, refused) requests per category since the gate was made: for metrics."""
+        with self._lock:
+            return {name: (c.admitted, c.refused) for name, c in self._totals.items()}
+
     def arrivals(self) -> dict[str, int]:
         """Requests ever admitted or refused, per counted category (request rates read them)."""
         with self._lock:
-            refused = self._refused
-            return {name: c.admitted + refused[name] for name, c in self._counters.items()}
+            return {name: c.admitted + c.refused for name, c in self._counters.items()}
 
     def admit(self, category: str) -> Ticket:
         """Admit one request of ``category`` or raise :class:`Refused`.
@@ -178,6 +185,8 @@ class Gate:
                 counter.admitted += 1
             elif counter is None:
                 raise self._refusal(category)
+            else:
+                self._totals[category].admitted += 1
         # The ticket is built outside the lock: the count is what the lock protects.
         if counter:
             ticket = _new_ticket(Ticket)
@@ -192,9 +201,9 @@ class Gate:
 
         Not the normal path (that is :meth:`admit`, whose cost this leaves alone): called after
         :meth:`admit` refused a request that the caller lets through anyway. The request is
-        counted and drained like any other, and counted as bypassed (:meth:`bypassed`). While
-        a drain waits for ``category`` it is refused all the same: a bypass never holds up a
-        switch.
+        counted and drained like any other, and counted as bypassed (:meth:`bypassed`); its
+        refusal stays in the totals. While a drain waits for ``category`` it is refused all the
+        same: a bypass never holds up a switch.
         """
         with self._lock:
             if category not in self.policy:
@@ -206,7 +215,7 @@ class Gate:
             if counter.outgoing:
                 raise self._refusal(category, counted=False)
             counter.n += 1
-            self._bypassed[category] += 1  # its arrival was counted when admit() refused it
+            self._bypassed[category] += 1
         ticket = _new_ticket(Ticket)
         ticket._gate = self
         ticket._counter = counter
@@ -225,10 +234,11 @@ class Gate:
         }
 
     def _refusal(self, category: str, counted: bool = True) -> Exception:
+        """The exception for a category the state does not admit; counts it (under the lock)."""
         if category not in self.policy:
             return UnknownCategory(category)
         if counted:
-            self._refused[category] += 1  # under the lock: admit() calls this while holding it
+            self._totals[category].refused += 1
         return Refused(self._state, category, self._retry(self._deadline))
 
     def set_state(self, state: State) -> None:

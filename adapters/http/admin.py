@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from .auth import Role, TokenAuth
 from .bypass import Bypass
 from .mode_request import ModeRequest, read_options
+from .monitoring import monitoring_routes
 from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .problems import ERROR_HANDLERS, Problem, ProblemError, answering_problems
 from .routes import (
@@ -103,8 +104,11 @@ class AdminRoutes:
             (BYPASS_PATH, self.bypass_link, "GET"),
         ]
         return [
-            Route(path, answering_problems(endpoint), methods=[method])
-            for path, endpoint, method in endpoints
+            *(
+                Route(path, answering_problems(endpoint), methods=[method])
+                for path, endpoint, method in endpoints
+            ),
+            *monitoring_routes(self.controller, auth=self.auth, stats=self.stats),
         ]
 
     # -- endpoints -------------------------------------------------------------------------

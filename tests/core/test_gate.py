@@ -46,6 +46,28 @@ class TestAdmission:
         g.admit("admin")
         assert g.total_in_flight == 0
 
+    def test_request_totals_count_admissions_and_refusals_per_category(self) -> None:
+        """Totals since start per category, counted and uncounted alike; releases keep them."""
+        g = gate()
+        g.admit("profile").release()
+        g.admit("profile")
+        g.admit("server")
+        g.admit("admin")
+        for _ in range(3):
+            with pytest.raises(Refused):
+                g.admit("schema")
+        with pytest.raises(UnknownCategory):
+            g.admit("billing")
+        totals = g.request_totals()
+        assert totals == {
+            "profile": (2, 0),
+            "service": (0, 0),
+            "schema": (0, 3),
+            "schema_read": (0, 0),
+            "admin": (1, 0),
+            "server": (1, 0),
+        }
+
     def test_unknown_category(self) -> None:
         """An unknown category is an error, not a refusal."""
         with pytest.raises(UnknownCategory):

@@ -149,6 +149,31 @@ def test_a_manual_switch_ends_the_window() -> None:
     assert "window" not in after
 
 
+def test_a_cancel_ends_the_window() -> None:
+    """POST /server/cancel ends a window ahead (nothing moves) and one under way (it stays)."""
+    with ThreadedService() as running:
+        client = running.client()
+        client.post("/server/mode", json={"mode": "maintenance", "start_at": "30m"})
+        ahead = client.post("/server/cancel", json={"reason": "not tonight"})
+        after_ahead = client.get("/server/status").json()
+        client.post("/server/mode", json={"mode": "maintenance", "until": "30m"})
+        under_way = client.post("/server/cancel")
+        after = client.get("/server/status").json()
+        nothing = client.post("/server/cancel")
+    assert ahead.status_code == 200
+    record = ahead.json()
+    assert (record["outcome"], record["from_state"], record["to_state"]) == (
+        "cancelled",
+        "production",
+        "production",
+    )
+    assert record["reason"] == "not tonight"
+    assert "window" not in after_ahead and after_ahead["mode"] == "production"
+    assert under_way.status_code == 200
+    assert after["mode"] == "maintenance" and "window" not in after  # no end any more
+    assert nothing.status_code == 409
+
+
 @pytest.mark.parametrize(
     ("body", "says"),
     [
