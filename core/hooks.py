@@ -2,10 +2,12 @@
 work before a drain and after a switch.
 
 - **Subscribers** (:meth:`Hooks.subscribe`) are told every record the audit log is, in the
-  background: an async callable runs as a task, a plain one in a worker thread of its own
-  pool (so a slow one holds up neither the event loop nor the store's threads). Each is
+  background: an async callable runs as a task, a plain one in a thread of its own (so a
+  slow one holds up neither the event loop nor the store's worker threads). Each is
   bounded by its timeout; one that fails or runs over is logged, and the switch never waits
-  for it. At close, deliveries still running get a short grace, then are cancelled (logged).
+  for it. Plain callables run on daemon threads, so that one that never returns cannot hold
+  up the process's exit either. At close, deliveries still running get a short grace, then
+  are cancelled (logged).
 - **Before-drain hooks** (:meth:`Hooks.before_drain`) are awaited when a switch is about to
   drain (after a lame duck, before the gate refuses anything), with the mode it drains to:
   stop consumers, pause schedulers. **After-switch hooks** (:meth:`Hooks.after_switch`) are
@@ -20,8 +22,8 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import structlog
@@ -52,7 +54,6 @@ class Hooks:
         subscriber_timeout: float = 10.0,
         hook_timeout: float = 10.0,
         close_grace: float = 2.0,
-        threads: int = 4,
     ) -> None:
         for name, value in (
             ("subscriber_timeout", subscriber_timeout),
@@ -63,8 +64,6 @@ class Hooks:
         self.subscriber_timeout = subscriber_timeout
         self.hook_timeout = hook_timeout
         self.close_grace = close_grace
-        self._threads = threads
-        self._pool: ThreadPoolExecutor | None = None
         self._subscribers: list[tuple[Subscriber, float]] = []
         self._before: list[BeforeDrain] = []
         self._after: list[AfterSwitch] = []
@@ -116,9 +115,6 @@ class Hooks:
             if late:
                 _log.warning("subscribers_cancelled_at_close", count=len(late))
                 await asyncio.wait(late)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
 
     # -- internals -------------------------------------------------------------------------
 
@@ -148,15 +144,36 @@ class Hooks:
         if _is_async(function):
             await function(argument)
             return
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor(), function, argument)
+        result = await _on_a_daemon_thread(function, argument)
         if inspect.isawaitable(result):  # a plain callable that returned a coroutine
             await result
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="servermode-hook")
-        return self._pool
+
+def _on_a_daemon_thread(function: Callable[[T], Any], argument: T) -> asyncio.Future[Any]:
+    """``function(argument)`` on a thread of its own that never holds up the process's exit
+    (a pool's threads are joined at exit: one subscriber that never returns would hang it)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # given up on (timed out, cancelled)
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = function(argument), None
+        except BaseException as exc:
+            result, error = None, exc
+        # A closed loop (RuntimeError) means no one is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="servermode-hook", daemon=True).start()
+    return future
 
 
 def _is_async(function: Callable[..., Any]) -> bool:

@@ -161,10 +161,15 @@ class GateMiddleware:
             category = self.rules.classify("GET", normal)  # a WebSocket handshake is a GET
             ticket = self.controller.admit(category)
         except ServerModeError as exc:
-            problem, description, headers = problem_for_exception(exc)
-            await refuse_handshake(scope, send, problem, description, headers, WS_TRY_AGAIN_LATER)
-            stats.response(problem.status)
-            return
+            bypassed = self._bypassing(scope, exc)
+            if bypassed is None:
+                problem, description, headers = problem_for_exception(exc)
+                await refuse_handshake(
+                    scope, send, problem, description, headers, WS_TRY_AGAIN_LATER
+                )
+                stats.response(problem.status)
+                return
+            ticket = bypassed
         if normal is not path:
             normalised = _with_path(scope, normal)
             if normalised is None:

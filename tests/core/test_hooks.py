@@ -112,3 +112,32 @@ def test_before_drain_and_after_switch_hooks_run_in_order_and_bounded() -> None:
     events = [entry["event"] for entry in logs]
     assert "before_drain_hook_timed_out" in events
     assert "after_switch_hook_failed" in events
+
+
+def test_a_subscriber_that_never_returns_does_not_hold_up_the_exit() -> None:
+    """The process ends although a plain subscriber is still blocked (a daemon thread)."""
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, threading
+from servermode.core import ModeController
+from servermode.core.hooks import Hooks
+
+async def main():
+    controller = ModeController(hooks=Hooks(subscriber_timeout=0.1))
+    controller.subscribe(lambda record: threading.Event().wait())  # never returns
+    await controller.start()
+    await controller.set_mode("maintenance")
+    await controller.close()
+    print("closed")
+
+asyncio.run(main())
+"""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("closed")
+    assert time.monotonic() - started < 10

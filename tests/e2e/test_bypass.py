@@ -18,6 +18,8 @@ import pytest
 from servermode.adapters.bootstrap import build_service
 from servermode.adapters.cli.settings import Settings, SettingsError
 from servermode.adapters.store.factory import MEMORY
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from ..reliability.service import ServiceProcess
 from .servers import ThreadedService
@@ -191,3 +193,20 @@ def test_bad_bypass_settings_stop_the_start() -> None:
         build_service(Settings(state=MEMORY, bypass_allow="ten.0.0.0/8"))
     with pytest.raises(SettingsError, match="trusted proxies"):
         build_service(Settings(state=MEMORY, trusted_proxies="10.0.0.0/33"))
+
+
+def test_a_websocket_handshake_with_the_secret_bypasses() -> None:
+    with ThreadedService(bypass_secret=SECRET, initial_mode="maintenance") as running:
+        url = running.url.replace("http://", "ws://") + "/profiles/1/echo"
+        with pytest.raises(InvalidStatus) as refused, connect(url, proxy=None, open_timeout=5):
+            pass
+        headers = {"Servermode-Bypass": SECRET}
+        with connect(url, proxy=None, open_timeout=5, additional_headers=headers) as socket:
+            socket.send("hello")
+            answer = socket.recv(timeout=5)
+            in_flight = running.client().get("/server/status").json()["in_flight"]["profile"]
+        bypassed = running.client().get("/server/status").json()["bypassed"]
+    assert refused.value.response.status_code == 503
+    assert "hello" in str(answer)
+    assert in_flight == 1  # counted while open
+    assert bypassed == {"profile": 1}
