@@ -239,6 +239,9 @@ SCHEMAS: dict[str, Any] = {
             "in_flight",
             "drain_timeout",
             "timeout_policy",
+            "reason",
+            "bypassed",
+            "lame_duck",
         ],
         "properties": {
             "version": {"type": "string"},
