@@ -47,6 +47,8 @@ def test_the_secret_header_bypasses_and_is_counted() -> None:
         wrong = client.get("/profiles/1?delay=0", headers={"Servermode-Bypass": SECRET + "x"})
         passed = client.get("/profiles/1?delay=0", headers={"Servermode-Bypass": SECRET})
         status = client.get("/server/status").json()
+        metrics = client.get("/server/metrics").text
+    assert 'servermode_requests_bypassed_total{category="profile"} 1.0' in metrics
     assert refused.status_code == 503
     assert wrong.status_code == 503
     assert passed.status_code == 200
