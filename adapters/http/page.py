@@ -147,6 +147,8 @@ class MaintenancePage:
     def render(self, refusal: Refusal, now: datetime | None = None) -> str:
         now = now or datetime.now(UTC)
         retry_at = now + timedelta(seconds=refusal.retry_after)
+        if refusal.until is not None and now < refusal.until < retry_at:
+            retry_at = refusal.until  # the window's end, not its end rounded up to a second
         values = {
             "mode": refusal.mode,
             "state": refusal.state,
