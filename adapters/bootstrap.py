@@ -1,9 +1,10 @@
 """The composition root: settings in, a controller and the gated ASGI application out.
 
-GateMiddleware(controller, rules)           classify, admit, count; starts the controller
-  └─ AdminDispatch                          servermode's paths -> admin app, the rest -> the app
-       ├─ admin_app(controller, auth)       /server/mode, /server/status, ... (Starlette)
-       └─ the app: --app module:attr, or the built-in demo
+ReportStart                                   logs the mode in force once started
+  └─ GateMiddleware(controller, rules)        classify, admit, count; starts the controller
+       └─ AdminDispatch                       servermode's paths -> admin app, the rest -> app
+            ├─ admin_app(controller, auth)    /server/mode, /server/status, ... (Starlette)
+            └─ the app: --app module:attr, or the built-in demo
 
 servermode's paths are one table (:mod:`.http.routes`), read by both the classification (in
 the rules) and the dispatch, so a request is served by servermode exactly when it is
@@ -13,11 +14,12 @@ classified as servermode's.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from servermode.core import CONTEXT_SERVICES, ModeController
+from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, ModeController
 from starlette.types import ASGIApp
 from uvicorn.importer import ImportFromStringError, import_from_string
 
@@ -34,6 +36,7 @@ from .http.monitoring import Monitor, monitor_for
 from .http.page import MaintenancePage
 from .http.stats import RequestStats
 from .http.webhooks import Webhooks, parse_urls
+from .startup import ReportStart
 from .store.factory import open_store
 
 __all__ = ["Service", "build_service", "load_app", "load_rules"]
@@ -53,8 +56,18 @@ class Service:
     monitor: Monitor
 
 
-def load_app(spec: str) -> ASGIApp:
-    """The ASGI application named ``module:attr`` (as uvicorn names apps)."""
+def load_app(spec: str, app_dir: str = ".") -> ASGIApp:
+    """The ASGI application named ``module:attr``, looked for in ``app_dir`` first.
+
+    As uvicorn does (its ``--app-dir``, default the current folder): a console script's
+    ``sys.path`` starts with the folder of the script, not the one it was started in, so a
+    module beside the operator would otherwise not be found.
+    """
+    folder = Path(app_dir).resolve()
+    if not folder.is_dir():
+        raise SettingsError(f"--app-dir {app_dir}: no such folder")
+    if str(folder) not in sys.path[:1]:
+        sys.path.insert(0, str(folder))
     try:
         app = import_from_string(spec)
     except ImportFromStringError as exc:
@@ -76,16 +89,22 @@ def load_rules(path: str) -> RouteRules:
 
 
 def build_service(
-    settings: Settings, app: ASGIApp | None = None, rules: RouteRules | None = None
+    settings: Settings,
+    app: ASGIApp | None = None,
+    rules: RouteRules | None = None,
+    policy: AdmissionPolicy | None = None,
 ) -> Service:
     """Wire the service that ``settings`` describe.
 
-    ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules``.
+    ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules`` (else
+    the Context Services rules); ``policy`` is the admission policy (else Context Services).
     """
     if rules is None:
         rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
+    if policy is None:
+        policy = CONTEXT_SERVICES
     try:
-        rules.check(CONTEXT_SERVICES)
+        rules.check(policy)
         auth = TokenAuth(settings.admin_token, settings.read_token)
         page = (
             MaintenancePage.from_file(settings.maintenance_page)
@@ -113,7 +132,7 @@ def build_service(
     feed = AuditFeed()  # the audit log, also feeding the metrics and the event streams
     controller = ModeController(
         open_store(settings.state),
-        policy=CONTEXT_SERVICES,
+        policy=policy,
         initial_mode=settings.initial_mode,
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
@@ -127,7 +146,7 @@ def build_service(
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (
-            load_app(settings.app)
+            load_app(settings.app, settings.app_dir)
             if settings.app
             else demo_app(settings.demo_delay, observe=lambda: controller.state)
         )
@@ -142,4 +161,9 @@ def build_service(
     gated = GateMiddleware(
         AdminDispatch(admin, app), controller, rules, stats, page=page, bypass=bypass
     )
-    return Service(app=gated, controller=controller, stats=stats, monitor=monitor)
+    return Service(
+        app=ReportStart(gated, controller, settings.state),
+        controller=controller,
+        stats=stats,
+        monitor=monitor,
+    )

@@ -45,6 +45,12 @@ class PersistedState:
     since: datetime
     drain_started: datetime | None = None
     deadline: datetime | None = None
+    # While draining: who asked for the switch, kept with the intent, so that the record of a
+    # drain a crash interrupted (recovered at the next start) still names them. ``reason`` is
+    # also kept in a steady state: the one given for the mode in force.
+    actor: str | None = None
+    client: str | None = None
+    request_id: str | None = None
     reason: str | None = None
     window: Window | None = None
 

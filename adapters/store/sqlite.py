@@ -30,8 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from servermode.core import PersistedState, State, StoreError, TransitionRecord
-from servermode.core.window import Window
+from servermode.core import PersistedState, State, StoreError, TransitionRecord, Window
 
 from .lock import StateFileLock
 
@@ -39,6 +38,11 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 
 # Stamped in the file header (PRAGMA application_id): tells our files from other SQLite files.
 APPLICATION_ID = 0x736D6F64  # "smod"
+
+# The columns of mode_state that say who asked for the drain under way.
+_ASKED_BY = ("actor", "client", "request_id", "reason")
+# The columns of mode_state that keep the maintenance window (start, end, its reason).
+_WINDOW = ("window_start", "window_end", "window_reason")
 
 # One tuple of statements per schema version: _MIGRATIONS[n] upgrades version n to n + 1.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -85,13 +89,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the long-lived connections (WebSockets) a drain closed when it began, per category.
     ("ALTER TABLE transitions ADD COLUMN closed TEXT NOT NULL DEFAULT '{}'",),
-    # 3: the reason given for the mode in force; the maintenance window; a record's lame
-    # duck (seconds) and the window it set.
+    # 3: who asked for the drain under way, kept with its intent (named when it is recovered).
+    tuple(f"ALTER TABLE mode_state ADD COLUMN {column} TEXT" for column in _ASKED_BY),
+    # 4: the maintenance window; a record's lame duck (seconds) and the window it set.
     (
-        "ALTER TABLE mode_state ADD COLUMN reason TEXT",
-        "ALTER TABLE mode_state ADD COLUMN window_start TEXT",
-        "ALTER TABLE mode_state ADD COLUMN window_end TEXT",
-        "ALTER TABLE mode_state ADD COLUMN window_reason TEXT",
+        *(f"ALTER TABLE mode_state ADD COLUMN {column} TEXT" for column in _WINDOW),
         "ALTER TABLE transitions ADD COLUMN lame_duck REAL NOT NULL DEFAULT 0",
         "ALTER TABLE transitions ADD COLUMN window TEXT NOT NULL DEFAULT '{}'",
     ),
@@ -126,28 +128,27 @@ _SELECT_RECORDS = (
     f"SELECT {', '.join(_RECORD_COLUMNS)} FROM transitions "
     "WHERE :before IS NULL OR id < :before ORDER BY id DESC LIMIT :limit"
 )
-# The state row's columns besides id and generation, in PersistedState's order.
-_STATE_COLUMNS = (
-    "state",
-    "mode",
-    "target",
-    "since",
-    "drain_started",
-    "deadline",
-    "reason",
-    "window_start",
-    "window_end",
-    "window_reason",
-)
-_SAVE_STATE = (
-    f"INSERT INTO mode_state (id, {', '.join(_STATE_COLUMNS)}, generation) "
-    f"VALUES (1, {', '.join(':' + c for c in _STATE_COLUMNS)}, :generation) "
-    "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in (*_STATE_COLUMNS, "generation"))
-)
+_SAVE_STATE = """
+    INSERT INTO mode_state (
+        id, state, mode, target, since, drain_started, deadline, generation,
+        actor, client, request_id, reason, window_start, window_end, window_reason
+    )
+    VALUES (
+        1, :state, :mode, :target, :since, :drain_started, :deadline, :generation,
+        :actor, :client, :request_id, :reason, :window_start, :window_end, :window_reason
+    )
+    ON CONFLICT (id) DO UPDATE SET
+        state = excluded.state, mode = excluded.mode, target = excluded.target,
+        since = excluded.since, drain_started = excluded.drain_started,
+        deadline = excluded.deadline, generation = excluded.generation,
+        actor = excluded.actor, client = excluded.client,
+        request_id = excluded.request_id, reason = excluded.reason,
+        window_start = excluded.window_start, window_end = excluded.window_end,
+        window_reason = excluded.window_reason
+"""
 _LOAD_STATE = (
-    "SELECT state, since, drain_started, deadline, reason, window_start, window_end, "
-    "window_reason, generation FROM mode_state"
+    "SELECT state, since, drain_started, deadline, generation, "
+    f"{', '.join((*_ASKED_BY, *_WINDOW))} FROM mode_state"
 )
 
 # What an operator is told for each family of SQLite errors (matched on the error name prefix).
@@ -225,7 +226,7 @@ class SQLiteStore:
         with self._guard("loading the mode from"), self._lock:
             row = self._connection.execute(_LOAD_STATE).fetchone()
             loaded = self._state_from_row(row) if row is not None else None
-            self._generation = row[-1] if row is not None else 0
+            self._generation = row[4] if row is not None else 0
         return loaded
 
     def save(
@@ -379,7 +380,7 @@ class SQLiteStore:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _state_from_row(self, row: tuple[Any, ...]) -> PersistedState:
-        state, since, drain_started, deadline, reason, start, end, why, _generation = row
+        state, since, drain_started, deadline, _generation, *asked_by, start, end, why = row
         try:
             window = None
             if start is not None or end is not None:
@@ -393,7 +394,7 @@ class SQLiteStore:
                 _decode_time(since),
                 _decode_time(drain_started) if drain_started is not None else None,
                 _decode_time(deadline) if deadline is not None else None,
-                reason=reason,
+                **dict(zip(_ASKED_BY, asked_by, strict=True)),
                 window=window,
             )
         except ValueError as exc:
@@ -448,7 +449,7 @@ def _state_values(state: PersistedState) -> dict[str, Any]:
         "since": _encode_time(state.since),
         "drain_started": _encode_time(state.drain_started) if state.drain_started else None,
         "deadline": _encode_time(state.deadline) if state.deadline else None,
-        "reason": state.reason,
+        **{column: getattr(state, column) for column in _ASKED_BY},
         "window_start": _encode_time(window.start_at) if window and window.start_at else None,
         "window_end": _encode_time(window.until) if window and window.until else None,
         "window_reason": window.reason if window else None,
