@@ -28,13 +28,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from servermode.core import ModeController
+from servermode.core import ModeController, Window
 from servermode.core.records import utc_now
 
 from ..version import VERSION
 from .stats import RequestStats
 
-__all__ = ["MEMORY_MAX_AGE", "MemoryFigures", "format_time", "process_memory_kb", "status_document"]
+__all__ = [
+    "MEMORY_MAX_AGE",
+    "MemoryFigures",
+    "format_time",
+    "process_memory_kb",
+    "status_document",
+    "window_document",
+]
 
 PROC_STATUS = Path("/proc/self/status")
 #: Seconds the status document reuses the process's memory figures before reading them again.
@@ -115,6 +122,17 @@ def _read_proc_status(path: Path) -> dict[str, int]:
     return fields
 
 
+def window_document(window: Window | None) -> dict[str, Any]:
+    """A maintenance window as the status shows it: its start (null once begun), its end."""
+    if window is None:
+        return {"start_at": None, "until": None, "reason": None}
+    return {
+        "start_at": format_time(window.start_at),
+        "until": format_time(window.until),
+        "reason": window.reason,
+    }
+
+
 def status_document(controller: ModeController, stats: RequestStats) -> dict[str, Any]:
     """Everything ``GET /server/status`` answers, as JSON-ready values."""
     status = controller.status()
@@ -133,7 +151,14 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         "in_flight": status.in_flight,
         "drain_timeout": status.drain_timeout,
         "timeout_policy": status.timeout_policy.value,
+        "reason": status.reason,
+        "bypassed": controller.gate.bypassed(),
+        "lame_duck": status.lame_duck,
     }
+    if status.lame_duck_until is not None:
+        document["lame_duck_until"] = format_time(status.lame_duck_until)
+    if status.window is not None:
+        document["window"] = window_document(status.window)
     if status.target is not None:
         document["target"] = status.target.value
         document["drain_started"] = format_time(status.drain_started)
