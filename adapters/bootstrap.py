@@ -29,13 +29,16 @@ from .cli.settings import Settings, SettingsError
 from .http.access import AccessLogMiddleware
 from .http.admin import admin_app
 from .http.auth import TokenAuth
+from .http.bypass import Bypass, hide_in_logs, parse_networks
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
 from .http.feed import AuditFeed
 from .http.middleware import GateMiddleware
 from .http.monitoring import Monitor, monitor_for
+from .http.page import MaintenancePage
 from .http.stats import RequestStats
+from .http.webhooks import Webhooks, parse_urls
 from .startup import ReportStart
 from .store.factory import open_store
 
@@ -110,8 +113,29 @@ def build_service(
     try:
         rules.check(policy)
         auth = TokenAuth(settings.admin_token, settings.read_token)
+        page = (
+            MaintenancePage.from_file(settings.maintenance_page)
+            if settings.maintenance_page
+            else MaintenancePage()
+        )
+        bypass = Bypass(
+            settings.bypass_secret,
+            allow=parse_networks(settings.bypass_allow, "bypass allowlist"),
+            trusted_proxies=parse_networks(settings.trusted_proxies, "trusted proxies"),
+        )
+        urls = parse_urls(settings.webhooks)
+        if urls and settings.webhook_secret is None:
+            raise ValueError(
+                "webhooks need a secret to sign with: set SERVERMODE_WEBHOOK_SECRET or "
+                "--webhook-secret-file"
+            )
+        webhooks = None
+        if urls and settings.webhook_secret is not None:
+            webhooks = Webhooks(urls, settings.webhook_secret)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+    if settings.bypass_secret is not None:
+        hide_in_logs(settings.bypass_secret)
     feed = AuditFeed()  # the audit log, also feeding the metrics and the event streams
     controller = ModeController(
         open_store(settings.state),
@@ -120,9 +144,12 @@ def build_service(
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
         refusal_retry_after=settings.retry_after,
+        lame_duck=settings.lame_duck,
         audit=feed,
     )
     monitor = monitor_for(controller, feed)
+    if webhooks is not None:
+        controller.subscribe(webhooks, timeout=webhooks.budget)
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (
@@ -136,8 +163,11 @@ def build_service(
         auth=auth,
         stats=stats,
         body_timeout=settings.body_timeout,
+        bypass=bypass,
     )
-    gated: ASGIApp = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
+    gated: ASGIApp = GateMiddleware(
+        AdminDispatch(admin, app), controller, rules, stats, page=page, bypass=bypass
+    )
     if access_log is not None:
         gated = AccessLogMiddleware(gated, access_log)
     return Service(

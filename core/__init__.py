@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .audit import AUDIT_EVENT, AUDIT_LOGGER, AuditLog
 from .controller import MAX_DRAIN_TIMEOUT, ModeController, ModeStatus
+from .dryrun import DryRun, Verdict
 from .errors import (
     InvalidMode,
     ModeChangeCancelled,
@@ -27,6 +28,7 @@ from .modes import Mode, State, parse_mode
 from .policy import CONTEXT_SERVICES, SERVERMODE_CATEGORIES, AdmissionPolicy, CategoryRule
 from .records import Outcome, PersistedState, TransitionRecord
 from .store import InMemoryStore, Store
+from .window import InvalidWindow, Window
 
 __all__ = [
     "AUDIT_EVENT",
@@ -38,9 +40,11 @@ __all__ = [
     "AdmissionPolicy",
     "AuditLog",
     "CategoryRule",
+    "DryRun",
     "Gate",
     "InMemoryStore",
     "InvalidMode",
+    "InvalidWindow",
     "Mode",
     "ModeChangeCancelled",
     "ModeChangeFailed",
@@ -63,5 +67,7 @@ __all__ = [
     "TransitionRecord",
     "Trigger",
     "UnknownCategory",
+    "Verdict",
+    "Window",
     "parse_mode",
 ]

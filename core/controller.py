@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from .audit import AuditLog
+from .dryrun import DryRun, plan_dry_run
 from .errors import (
     ModeChangeCancelled,
     ModeChangeFailed,
@@ -31,12 +32,16 @@ from .errors import (
     SwitchInProgress,
 )
 from .gate import Gate, Ticket
+from .hooks import AfterSwitch, BeforeDrain, Hooks, Subscriber
 from .logs import get_logger
 from .machine import DrainRoute, ModeMachine, TimeoutPolicy, Transition, Trigger, drain_to, step
 from .modes import Mode, State, parse_mode
 from .policy import CONTEXT_SERVICES, AdmissionPolicy
+from .rates import RateMeter
 from .records import Outcome, PersistedState, TransitionRecord, utc_now
 from .store import InMemoryStore, Store
+from .window import ACTOR as SCHEDULE
+from .window import InvalidWindow, Window, WindowTimer, check_window
 
 __all__ = ["MAX_DRAIN_TIMEOUT", "ModeController", "ModeStatus"]
 
@@ -51,6 +56,8 @@ MAX_DRAIN_TIMEOUT: Final = 7 * 24 * 3600.0
 DrainListener = Callable[[State], Mapping[str, int] | None]
 
 _log = get_logger("servermode")
+#: Seconds before a window's switch that failed (a store down, a drain rolled back) is retried.
+WINDOW_RETRY = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,10 @@ class ModeStatus:
     target: Mode | None = None
     drain_started: datetime | None = None
     deadline: datetime | None = None
+    reason: str | None = None  # given for the mode in force, or for the switch under way
+    lame_duck: float = 0.0  # seconds readiness fails before a drain to maintenance begins
+    lame_duck_until: datetime | None = None  # while in it: readiness fails, requests admitted
+    window: Window | None = None  # the maintenance window, begun or ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +116,10 @@ class _Drain:
     begun: bool = False  # the machine and the gate are in the draining state
     drained: bool = False
     cancelled: _Context | None = None  # who asked to cancel, once someone has
+    lame_duck: float = 0.0  # seconds of lame duck before the drain begins (0: none)
+    lame_duck_until: datetime | None = None  # set while the lame duck lasts
+    window: Window | None = None  # the window the change asked for (begun), if any
+    window_after: Window | None = None  # the window in force once it ends
     committed: TransitionRecord | None = None  # the saved end, once it is in force
 
     @property
@@ -131,6 +146,11 @@ class ModeController:
         timeout_policy: what a drain that times out does (``force`` or ``rollback``).
         refusal_retry_after: retry hint (seconds) for requests a steady mode refuses.
         audit: the audit log (default: structlog logger ``servermode.audit``).
+        lame_duck: seconds a switch to maintenance keeps admitting requests while readiness
+            already fails (:attr:`lame_duck_until`), so that load balancers stop sending
+            first; then the drain begins as usual. 0 (the default): none.
+        hooks: subscribers and before-drain / after-switch hooks (:mod:`.hooks`); or use
+            :meth:`subscribe`, :meth:`before_drain` and :meth:`after_switch`.
     """
 
     def __init__(
@@ -143,8 +163,15 @@ class ModeController:
         timeout_policy: TimeoutPolicy | str = TimeoutPolicy.FORCE,
         refusal_retry_after: int = 60,
         audit: AuditLog | None = None,
+        lame_duck: float = 0.0,
+        hooks: Hooks | None = None,
     ) -> None:
         timeout = float(drain_timeout)
+        if not 0 <= float(lame_duck) <= MAX_DRAIN_TIMEOUT:
+            raise ValueError(
+                f"lame_duck must be from 0 to {MAX_DRAIN_TIMEOUT:g} seconds, not {lame_duck!r}"
+            )
+        self.lame_duck = float(lame_duck)
         if not 0 <= timeout <= MAX_DRAIN_TIMEOUT:  # NaN fails every comparison: refused too
             raise ValueError(
                 f"drain_timeout must be from 0 to {MAX_DRAIN_TIMEOUT:g} seconds (a week), "
@@ -158,9 +185,19 @@ class ModeController:
         self.gate = Gate(policy, self.initial_mode.state, refusal_retry_after=refusal_retry_after)
         self._audit = audit if audit is not None else AuditLog()
         self._since = utc_now()
+        self._reason: str | None = None  # given for the mode in force
         self._drain: _Drain | None = None
         self._started = False
         self._drain_listeners: list[DrainListener] = []
+        self.hooks = hooks if hooks is not None else Hooks()
+        #: Recent request rates per category (dry runs tell them), sampled while started.
+        self.rates = RateMeter(self.gate.arrivals)
+        self._window: Window | None = None
+        self._window_timer = WindowTimer(self._window_due, utc_now)
+        self._window_tasks: set[asyncio.Task[None]] = set()
+        # Saves of the state that no drain makes (a window set or ended) and a drain's intent
+        # are written one at a time, each with the window in force.
+        self._state_writes = asyncio.Lock()
 
     def add_drain_listener(self, listener: DrainListener) -> None:
         """Call ``listener(state)`` whenever a drain begins, once the gate refuses new requests.
@@ -170,6 +207,19 @@ class ModeController:
         transition record's ``closed``. A listener that raises is logged and ignored.
         """
         self._drain_listeners.append(listener)
+
+    def subscribe(self, subscriber: Subscriber, *, timeout: float | None = None) -> None:
+        """Call ``subscriber(record)`` (plain or async) with every transition record, in the
+        background, bounded by ``timeout`` (:mod:`.hooks`); the switch never waits for it."""
+        self.hooks.subscribe(subscriber, timeout=timeout)
+
+    def before_drain(self, hook: BeforeDrain) -> None:
+        """Await ``hook(target_mode)`` (bounded) before each drain begins."""
+        self.hooks.before_drain(hook)
+
+    def after_switch(self, hook: AfterSwitch) -> None:
+        """Await ``hook(record)`` (bounded) once each switch has ended, before its answer."""
+        self.hooks.after_switch(hook)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -208,7 +258,48 @@ class ModeController:
             target=drain.target if drain else None,
             drain_started=drain.started_at if drain else None,
             deadline=drain.deadline_at if drain else None,
+            reason=self.reason,
+            lame_duck=self.lame_duck,
+            lame_duck_until=self.lame_duck_until,
+            window=self._window,
         )
+
+    @property
+    def window(self) -> Window | None:
+        """The maintenance window, begun or ahead, or None."""
+        return self._window
+
+    @property
+    def lame_duck_until(self) -> datetime | None:
+        """While a switch to maintenance is in its lame duck: when the drain will begin."""
+        drain = self._drain
+        return drain.lame_duck_until if drain is not None else None
+
+    @property
+    def reason(self) -> str | None:
+        """The reason given for the mode in force, or for the switch under way."""
+        drain = self._drain
+        if drain is not None and drain.begun:
+            return drain.context.reason
+        return self._reason
+
+    def dry_run(self, mode: Mode | str) -> DryRun:
+        """What a switch to ``mode`` would do now (:mod:`.dryrun`); nothing changes."""
+        target = parse_mode(mode)
+        return plan_dry_run(
+            state=self.state,
+            target=target,
+            switching=self._drain is not None,
+            policy=self.policy,
+            in_flight=self.gate.in_flight(),
+            rates=self.rates.rates(),
+            drain_timeout=self.drain_timeout,
+            timeout_policy=self.timeout_policy,
+            lame_duck=self._lame_duck_to(target),
+        )
+
+    def _lame_duck_to(self, target: Mode) -> float:
+        return self.lame_duck if target is Mode.MAINTENANCE else 0.0
 
     async def history(self, limit: int = 50, before: int | None = None) -> list[TransitionRecord]:
         return await self._io(self.store.history, limit, before)
@@ -248,20 +339,38 @@ class ModeController:
         else:
             state = persisted.state
             now = persisted.since
+        if persisted is not None:  # a recovered drain's reason is its target's
+            self._reason = persisted.reason
+            self._window = persisted.window
         if record is not None:
-            record = await self._save(PersistedState(state, since=now), record)
-            self._audit.emit(record)
+            saving = PersistedState(state, since=now, reason=self._reason, window=self._window)
+            record = await self._save(saving, record)
+            self._emit(record)
         self._machine.restore(state)
         self.gate.set_state(state)
         self._since = now
         self._started = True
+        self.rates.start()
+        if self._window is not None and self._window_is_due():
+            # A window that began or ended while the service was down: act on it before
+            # serving (a restart after its end comes up in production).
+            await self._window_event()
+        self._arm_window()
         return record
 
     async def close(self) -> None:
         """Let a change under way finish (bounded by the drain timeout); close the store."""
+        self._window_timer.cancel()
+        for task in list(self._window_tasks):
+            if not task.done() and (self._drain is None or self._drain.task is not task):
+                task.cancel()
         drain = self._drain
         if drain is not None and drain.task is not None:
             await asyncio.wait([drain.task])
+        if self._window_tasks:
+            await asyncio.wait(list(self._window_tasks))
+        self.rates.stop()
+        await self.hooks.close()
         await self._io(self.store.close)
         self._started = False
 
@@ -275,16 +384,34 @@ class ModeController:
         client: str | None = None,
         request_id: str | None = None,
         reason: str | None = None,
+        until: datetime | None = None,
+        start_at: datetime | None = None,
     ) -> TransitionRecord:
         """Switch to ``mode`` and return the record once the switch is complete.
 
-        Raises InvalidMode for a bad name, SwitchInProgress while another change is under
+        ``until`` (maintenance only) returns to production by itself then, as actor
+        ``schedule``; ``start_at`` (maintenance only) does not switch now but schedules the
+        window to begin then (the record is ``scheduled``). Either is kept with the state and
+        survives a restart. Every change asked for (this one, without a window, included)
+        replaces the window in force; :meth:`cancel` ends it.
+
+        Raises InvalidMode for a bad name, InvalidWindow for a window in the past, ending
+        before it begins or too far ahead, SwitchInProgress while another change is under
         way, ModeChangeRolledBack / ModeChangeCancelled / ModeChangeInterrupted when the old
         mode stays in force, and StoreError when the change could not be saved (the old mode
         stays in force). Cancelling the caller does not stop the change: it completes or
         times out anyway.
         """
         target = parse_mode(mode)
+        window: Window | None = None
+        if until is not None or start_at is not None:
+            if target is not Mode.MAINTENANCE:
+                raise InvalidWindow(
+                    "until" if until is not None else "start_at",
+                    "a window is a period of maintenance: ask for it with mode maintenance",
+                )
+            window = Window(start_at, until, reason)
+            check_window(window, utc_now())
         if not self._started:
             raise RuntimeError("ModeController.start() must be awaited before set_mode()")
         context = _Context(actor, client, request_id, reason)
@@ -296,12 +423,16 @@ class ModeController:
             refused = self._record(current, current, start, target, Outcome.REFUSED)
             await self._append(refused, context)
             raise SwitchInProgress(under_way.route.state, retry)
+        if window is not None and window.pending:
+            scheduled = self._record(current, current, None, target, Outcome.SCHEDULED)
+            return await self._keep_window(scheduled, context, window)
         if current.mode is target:
             noop = self._record(current, current, None, target, Outcome.NOOP)
-            return await self._append(noop, context)
+            return await self._keep_window(noop, context, window)
         # Everything up to create_task runs without yielding, so no second change can slip
         # in; and everything that can fail is computed before the change is registered.
         drain = self._plan(current, target, context)
+        drain.window = window
         self._drain = drain
         drain.task = asyncio.get_running_loop().create_task(
             self._switch(drain), name=f"servermode switch to {target}"
@@ -314,11 +445,18 @@ class ModeController:
         """Abandon the drain under way and return to the mode it was leaving.
 
         Returns the record of the change (cancelled, or whatever ended it first), or None
-        when no change is under way.
+        when no change is under way. It also ends the maintenance window: without a change
+        under way, a window in force or ahead is ended (a ``cancelled`` record, no switch).
         """
         drain = self._drain
         if drain is None:
-            return None
+            if self._window is None:
+                return None
+            current = self.state
+            ended = self._record(
+                current, current, Trigger.CANCEL, Mode.MAINTENANCE, Outcome.CANCELLED
+            )
+            return await self._keep_window(ended, _Context(actor=actor, reason=reason), None)
         if drain.cancelled is None:
             drain.cancelled = _Context(actor=actor, reason=reason)
             _end(drain.ended)
@@ -333,6 +471,8 @@ class ModeController:
         start = self._step(current, route.start)
         loop = asyncio.get_running_loop()
         started, started_at = time.monotonic(), utc_now()
+        lame_duck = self._lame_duck_to(target)
+        wait = lame_duck + self.drain_timeout  # the drain's deadline counts from the request
         result: asyncio.Future[TransitionRecord] = loop.create_future()
         # Told to whoever waits; if nobody does any more, a failure is not "never retrieved".
         result.add_done_callback(_retrieved)
@@ -342,10 +482,11 @@ class ModeController:
             context=context,
             started=started,
             started_at=started_at,
-            deadline=started + self.drain_timeout,
-            deadline_at=started_at + timedelta(seconds=self.drain_timeout),
+            deadline=started + wait,
+            deadline_at=started_at + timedelta(seconds=wait),
             ended=loop.create_future(),
             result=result,
+            lame_duck=lame_duck,
         )
 
     async def _switch(self, drain: _Drain) -> None:
@@ -366,14 +507,21 @@ class ModeController:
 
     async def _run(self, drain: _Drain) -> TransitionRecord:
         route = drain.route
-        intent = PersistedState(
-            route.state,
-            drain.started_at,
-            drain.started_at,
-            drain.deadline_at,
-            **drain.context.fields(),
-        )
-        await self._save_to_the_end(intent)
+        if drain.lame_duck:
+            await self._lame_duck(drain)
+            if drain.cancelled is not None:
+                return await self._cancelled_in_lame_duck(drain)
+        await self.hooks.run_before_drain(drain.target)
+        async with self._state_writes:
+            intent = PersistedState(
+                route.state,
+                drain.started_at,
+                drain.started_at,
+                drain.deadline_at,
+                window=self._window,
+                **drain.context.fields(),
+            )
+            await self._save_to_the_end(intent)
         self._begin(drain)
         trigger = await self._wait(drain)
         end = self._step(route.state, trigger)
@@ -395,16 +543,131 @@ class ModeController:
             in_flight=drain.in_flight,
             stragglers=stragglers,
             closed=drain.closed,
+            lame_duck=drain.lame_duck,
             **context.fields(),
         )
         now = utc_now()
+        switched = end.dest is route.leads_to
+        reason = drain.context.reason if switched else self._reason
+        # A change that took place brings its own window (or none); a cancel ends the window;
+        # a change rolled back leaves the window as it was.
+        if trigger is Trigger.CANCEL:
+            drain.window_after = None
+        else:
+            drain.window_after = drain.window if switched else self._window
+        if drain.window_after is not None:
+            record = replace(record, window=_window_fields(drain.window_after))
         saved = await self._save_to_the_end(
-            PersistedState(end.dest, since=now),
+            PersistedState(end.dest, since=now, reason=reason, window=drain.window_after),
             record,
             then=lambda stored: self._commit(drain, end, stored, now),
         )
         assert saved is not None
+        await self.hooks.run_after_switch(saved)
         return saved
+
+    async def _keep_window(
+        self, record: TransitionRecord, context: _Context, window: Window | None
+    ) -> TransitionRecord:
+        """Record a change that moves no state; save ``window`` with the state if it differs."""
+        if window == self._window:
+            return await self._append(record, context)
+        record = replace(record, **context.fields())
+        if window is not None:
+            record = replace(record, window=_window_fields(window))
+        async with self._state_writes:
+            state = PersistedState(
+                self.state, since=self._since, reason=self._reason, window=window
+            )
+            try:
+                record = await self._save(state, record)
+            finally:
+                self._emit(record)
+            self._window = window
+        self._arm_window()
+        return record
+
+    # -- the window's own switches ---------------------------------------------------------
+
+    def _arm_window(self) -> None:
+        """Wake at the window's next time; refusals in it count down to its end."""
+        window = self._window
+        ends: float | None = None
+        ending = window is not None and not window.pending and window.until is not None
+        if ending and self.state is State.MAINTENANCE:
+            assert window is not None and window.until is not None
+            # On the clock of the drain deadlines the gate is given (time.monotonic).
+            ends = time.monotonic() + (window.until - utc_now()).total_seconds()
+        self.gate.retry_steady_until(ends)
+        if self._started:
+            self._window_timer.arm(window.next_event() if window is not None else None)
+
+    def _window_is_due(self) -> bool:
+        window = self._window
+        moment = window.next_event() if window is not None else None
+        return moment is not None and moment <= utc_now()
+
+    def _window_due(self) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._window_event(), name="servermode maintenance window"
+        )
+        self._window_tasks.add(task)
+        task.add_done_callback(self._window_tasks.discard)
+
+    async def _window_event(self) -> None:
+        """The window begins (switch to maintenance) or ends (back to production), as
+        ``schedule``; if that cannot be now, try again shortly."""
+        window = self._window
+        if window is None or not self._started:
+            return
+        now = utc_now()
+        until: datetime | None
+        reason: str | None
+        if window.until is not None and window.until <= now:
+            target, until, reason = Mode.PRODUCTION, None, "the maintenance window ended"
+        elif window.pending and window.start_at is not None and window.start_at <= now:
+            target, until, reason = Mode.MAINTENANCE, window.until, window.reason
+        else:
+            self._arm_window()
+            return
+        try:
+            await self.set_mode(target, actor=SCHEDULE, reason=reason, until=until)
+        except SwitchInProgress as busy:
+            self._window_timer.arm(now, at_least=busy.retry_after)
+        except (ModeChangeFailed, StoreError) as exc:
+            _log.warning("maintenance_window_switch_failed", target=target.value, error=str(exc))
+            if self._window is not None:
+                self._window_timer.arm(now, at_least=WINDOW_RETRY)
+
+    async def _lame_duck(self, drain: _Drain) -> None:
+        """Readiness fails (:attr:`lame_duck_until`) while the gate still admits, for
+        ``drain.lame_duck`` seconds or until the change is cancelled."""
+        drain.lame_duck_until = utc_now() + timedelta(seconds=drain.lame_duck)
+        _log.info("lame_duck_begins", target=drain.target.value, seconds=drain.lame_duck)
+        try:
+            await asyncio.wait([drain.ended], timeout=drain.lame_duck)
+        finally:
+            drain.lame_duck_until = None
+
+    async def _cancelled_in_lame_duck(self, drain: _Drain) -> TransitionRecord:
+        """A change cancelled before its drain began: nothing moved, nothing to undo."""
+        asked = drain.cancelled
+        assert asked is not None
+        context = drain.context
+        record = self._record(
+            drain.source,
+            drain.source,
+            Trigger.CANCEL,
+            drain.target,
+            Outcome.CANCELLED,
+            duration_ms=(time.monotonic() - drain.started) * 1000,
+            lame_duck=drain.lame_duck,
+        )
+        self._drain = None
+        who = _Context(
+            asked.actor or context.actor, context.client, context.request_id, asked.reason
+        )
+        return await self._keep_window(record, who, None)
 
     def _begin(self, drain: _Drain) -> None:
         """The intent is saved: the machine and the gate enter the draining state together."""
@@ -421,9 +684,13 @@ class ModeController:
         self._machine.take(end)
         self.gate.set_state(end.dest)
         self._since = now
+        if end.dest is drain.route.leads_to:
+            self._reason = drain.context.reason
+        self._window = drain.window_after
         drain.committed = record
         self._drain = None
-        self._audit.emit(record)
+        self._emit(record)
+        self._arm_window()
 
     async def _abandon(self, drain: _Drain, error: BaseException) -> None:
         """Put the mode being left back in force after a switch that could not end, record
@@ -454,12 +721,15 @@ class ModeController:
         try:
             with contextlib.suppress(StoreError):
                 saved = await self._save_to_the_end(
-                    PersistedState(drain.source, since=self._since), record
+                    PersistedState(
+                        drain.source, since=self._since, reason=self._reason, window=self._window
+                    ),
+                    record,
                 )
                 record = saved if saved is not None else record
         finally:
             self._drain = None
-            self._audit.emit(record)
+            self._emit(record)
             if not isinstance(error, Exception):
                 error = ModeChangeInterrupted(
                     record,
@@ -527,6 +797,11 @@ class ModeController:
 
     # -- records and I/O -------------------------------------------------------------------
 
+    def _emit(self, record: TransitionRecord) -> None:
+        """Tell the audit log and the subscribers (who run in the background)."""
+        self._audit.emit(record)
+        self.hooks.publish(record)
+
     def _record(
         self,
         from_state: State,
@@ -552,7 +827,7 @@ class ModeController:
         try:
             record = await self._io(self.store.append, record)
         finally:
-            self._audit.emit(record)
+            self._emit(record)
         return record
 
     async def _save(
@@ -616,6 +891,13 @@ class ModeController:
             raise
         except Exception as exc:
             raise StoreError(f"store {type(self.store).__name__} failed: {exc}") from exc
+
+
+def _window_fields(window: Window) -> dict[str, str | None]:
+    return {
+        "start_at": window.start_at.isoformat() if window.start_at is not None else None,
+        "until": window.until.isoformat() if window.until is not None else None,
+    }
 
 
 def _outcome(row: Transition) -> Outcome:

@@ -134,6 +134,8 @@ class Gate:
         self._state = state
         self._admitted = self._admitting[state]
         self._deadline: float | None = None
+        self._retry_until: float | None = None  # a steady mode's end (a window), on the clock
+        self._bypassed = dict.fromkeys(policy.categories, 0)  # ever admitted by a bypass
         self._on_drained: DrainedCallback | None = None
 
     @property
@@ -159,6 +161,11 @@ class Gate:
         """(admitted, refused) requests per category since the gate was made: for metrics."""
         with self._lock:
             return {name: (c.admitted, c.refused) for name, c in self._totals.items()}
+
+    def arrivals(self) -> dict[str, int]:
+        """Requests ever admitted or refused, per counted category (request rates read them)."""
+        with self._lock:
+            return {name: c.admitted + c.refused for name, c in self._counters.items()}
 
     def admit(self, category: str) -> Ticket:
         """Admit one request of ``category`` or raise :class:`Refused`.
@@ -189,22 +196,50 @@ class Gate:
             return ticket
         return self._free[category]
 
+    def admit_anyway(self, category: str) -> Ticket:
+        """Admit one request of ``category`` even where the state refuses it (a bypass).
+
+        Not the normal path (that is :meth:`admit`, whose cost this leaves alone): called after
+        :meth:`admit` refused a request that the caller lets through anyway. The request is
+        counted and drained like any other, and counted as bypassed (:meth:`bypassed`); its
+        refusal stays in the totals. While a drain waits for ``category`` it is refused all the
+        same: a bypass never holds up a switch.
+        """
+        with self._lock:
+            if category not in self.policy:
+                raise UnknownCategory(category)
+            counter = self._counters.get(category)
+            if counter is None:  # uncounted: nothing to drain
+                self._bypassed[category] += 1
+                return self._free[category]
+            if counter.outgoing:
+                raise self._refusal(category, counted=False)
+            counter.n += 1
+            self._bypassed[category] += 1
+        ticket = _new_ticket(Ticket)
+        ticket._gate = self
+        ticket._counter = counter
+        ticket.category = category
+        return ticket
+
+    def bypassed(self) -> dict[str, int]:
+        """Requests ever admitted by :meth:`admit_anyway`, per category (those that were)."""
+        with self._lock:
+            return {name: n for name, n in self._bypassed.items() if n}
+
     def _admission(self, admitted: dict[str, bool]) -> Admission:
         return {
             name: (self._counters[name] if admitted[name] else False) if name in admitted else None
             for name in self.policy.categories
         }
 
-    def _refusal(self, category: str) -> Exception:
+    def _refusal(self, category: str, counted: bool = True) -> Exception:
         """The exception for a category the state does not admit; counts it (under the lock)."""
         if category not in self.policy:
             return UnknownCategory(category)
-        self._totals[category].refused += 1
-        if self._deadline is not None:
-            retry = max(1, math.ceil(self._deadline - self._clock()))
-        else:
-            retry = self.refusal_retry_after
-        return Refused(self._state, category, retry)
+        if counted:
+            self._totals[category].refused += 1
+        return Refused(self._state, category, self._retry(self._deadline))
 
     def set_state(self, state: State) -> None:
         """Move to a steady state (or any state without a drain); forgets a pending drain."""
@@ -238,12 +273,23 @@ class Gate:
         return snapshot
 
     def retry_after(self) -> int:
-        """Seconds until the current drain's deadline (at least 1), or the steady hint."""
+        """Seconds until the current drain's deadline (at least 1), or the steady hint (the
+        time left in a maintenance window, when one ends)."""
         with self._lock:
             deadline = self._deadline
+        return self._retry(deadline)
+
+    def _retry(self, deadline: float | None) -> int:
         if deadline is None:
-            return self.refusal_retry_after
+            deadline = self._retry_until
+            if deadline is None:
+                return self.refusal_retry_after
         return max(1, math.ceil(deadline - self._clock()))
+
+    def retry_steady_until(self, moment: float | None) -> None:
+        """Retry hints in a steady state count down to ``moment`` (on the gate's clock: the
+        end of a maintenance window), or are the configured hint again (None)."""
+        self._retry_until = moment
 
     def _set(self, state: State) -> None:
         # Whatever the previous state waited for, the new one waits for nothing yet.

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from .modes import Mode, State
+from .window import Window
 
 __all__ = ["Outcome", "PersistedState", "TransitionRecord", "utc_now"]
 
@@ -28,22 +29,30 @@ class Outcome(StrEnum):
     FAILED = "failed"  # the store could not save, or the switch was interrupted; old mode in force
     RECOVERED = "recovered"  # a drain interrupted by a crash was completed at start
     INITIALIZED = "initialized"  # nothing was persisted: the initial mode was put in force
+    SCHEDULED = "scheduled"  # a maintenance window was set to begin later; nothing moved yet
 
 
 @dataclass(frozen=True, slots=True)
 class PersistedState:
-    """What survives a restart: the state, and the drain's facts while one is under way."""
+    """What survives a restart: the state, and the drain's facts while one is under way.
+
+    ``reason`` is the one given for the mode in force (or for the drain under way): refusals
+    tell it, the maintenance page shows it. ``window`` is the maintenance window, begun or
+    ahead (:mod:`.window`).
+    """
 
     state: State
     since: datetime
     drain_started: datetime | None = None
     deadline: datetime | None = None
     # While draining: who asked for the switch, kept with the intent, so that the record of a
-    # drain a crash interrupted (recovered at the next start) still names them.
+    # drain a crash interrupted (recovered at the next start) still names them. ``reason`` is
+    # also kept in a steady state: the one given for the mode in force.
     actor: str | None = None
     client: str | None = None
     request_id: str | None = None
     reason: str | None = None
+    window: Window | None = None
 
     @property
     def mode(self) -> Mode:
@@ -62,8 +71,8 @@ class TransitionRecord:
     drain waits for it or not. ``stragglers`` are the requests of the outgoing kind only (the
     categories the target refuses: what the drain waits for) still running when it timed out,
     was cancelled or failed; requests the target admits are never stragglers. ``closed`` are
-    the long-lived connections (WebSockets) closed when the drain began. ``id`` is given by
-    the store when appended.
+    the long-lived connections (WebSockets) closed when the drain began. ``lame_duck`` the
+    seconds readiness failed before the drain began. ``id`` is given by the store when appended.
     """
 
     from_state: State
@@ -80,6 +89,8 @@ class TransitionRecord:
     in_flight: dict[str, int] = field(default_factory=dict)
     stragglers: dict[str, int] = field(default_factory=dict)
     closed: dict[str, int] = field(default_factory=dict)
+    lame_duck: float = 0.0  # seconds readiness failed, requests still admitted, before the drain
+    window: dict[str, str | None] = field(default_factory=dict)  # the window it set, if any
     id: int | None = None
 
     def with_id(self, id: int) -> TransitionRecord:
@@ -110,5 +121,7 @@ class TransitionRecord:
             in_flight=dict(data.get("in_flight") or {}),
             stragglers=dict(data.get("stragglers") or {}),
             closed=dict(data.get("closed") or {}),
+            lame_duck=float(data.get("lame_duck") or 0.0),
+            window=dict(data.get("window") or {}),
             id=data.get("id"),
         )

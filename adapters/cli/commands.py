@@ -111,7 +111,8 @@ def serve(**values: Any) -> None:
         # A stop (SIGTERM, Ctrl-C) gives running requests as long as a drain would, plus a
         # moment to answer a switch that drained, then cancels them: a hung request must not
         # keep the process alive forever (uvicorn waits without a bound by default).
-        timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + GRACE_MARGIN,
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout + settings.lame_duck)
+        + GRACE_MARGIN,
     )
 
 
@@ -189,6 +190,19 @@ def status(url: str, token_file: str | None, as_json: bool) -> None:
 @_client_options
 @click.argument("mode", type=click.Choice(["production", "maintenance"], case_sensitive=False))
 @click.option("--reason", help="Why, for the audit.")
+@click.option(
+    "--until",
+    metavar="WHEN",
+    help="Maintenance only: return to production by itself then (RFC 3339 time, or a "
+    "duration from the start such as 30m, 1h30m, 2d).",
+)
+@click.option(
+    "--at",
+    "start_at",
+    metavar="WHEN",
+    help="Maintenance only: do not switch now; schedule the window to begin then "
+    "(RFC 3339 time, or a duration from now).",
+)
 @click.option("--wait", is_flag=True, help="Show the drain's progress until the switch is done.")
 @click.option(
     "--interval", type=float, default=0.5, show_default=True, help="Seconds between updates."
@@ -205,11 +219,15 @@ def set_mode(
     token_file: str | None,
     mode: str,
     reason: str | None,
+    until: str | None,
+    start_at: str | None,
     wait: bool,
     interval: float,
     timeout: float,
 ) -> None:
     """Switch a running service to MODE; returns once the switch is complete.
+
+    With --at, schedules a maintenance window instead, and returns at once.
 
     Interrupting it (Ctrl-C) stops only the watching: the switch goes on in the service;
     `servermode cancel` abandons it.
@@ -219,6 +237,10 @@ def set_mode(
     body: dict[str, str] = {"mode": mode}
     if reason:
         body["reason"] = reason
+    if until:
+        body["until"] = until
+    if start_at:
+        body["start_at"] = start_at
     # Our own request id: the history record of this very switch can be found by it.
     request_id = uuid.uuid4().hex
     outcome: dict[str, Any] = {}
@@ -247,6 +269,11 @@ def set_mode(
     if "error" in outcome:
         raise _fail(outcome["error"])
     answer, headers = outcome["answer"]
+    if "server scheduled" in answer:
+        window = answer["server scheduled"]
+        ends = f" until {window['until']}" if window.get("until") else ""
+        click.echo(f"server scheduled: maintenance from {window['start_at']}{ends}")
+        return
     how = headers.get("Servermode-Outcome", "completed")
     if how == "forced":
         how = _forced(client, request_id)

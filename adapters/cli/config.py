@@ -60,7 +60,20 @@ _POLICY_KEYS = ("categories",)
 _RULES_KEYS = ("default_category", "routes")
 
 #: Settings whose value is a path: read from the config file's folder when relative.
-PATH_SETTINGS = frozenset({"state", "rules", "admin_token_file", "read_token_file", "app_dir"})
+PATH_SETTINGS = frozenset(
+    {
+        "state",
+        "rules",
+        "admin_token_file",
+        "read_token_file",
+        "app_dir",
+        "maintenance_page",
+        "bypass_secret_file",
+        "webhook_secret_file",
+    }
+)
+#: The secrets: a file may name the file that holds one (``admin_token_file``), never hold it.
+SECRETS = ("admin_token", "read_token", "bypass_secret", "webhook_secret")
 
 #: Values a setting may take, when they are a fixed list.
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -78,12 +91,12 @@ def _file_settings() -> dict[str, type]:
     hints = typing.get_type_hints(Settings)
     kinds: dict[str, type] = {}
     for spec in fields(Settings):
-        if spec.name in ("admin_token", "read_token"):
+        if spec.name in SECRETS:
             continue
         kind = hints[spec.name]
         kinds[spec.name] = next((k for k in typing.get_args(kind) if k is not type(None)), kind)
-    kinds["admin_token_file"] = str
-    kinds["read_token_file"] = str
+    for secret in SECRETS:
+        kinds[f"{secret}_file"] = str
     return kinds
 
 

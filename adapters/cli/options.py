@@ -180,6 +180,49 @@ _SETTINGS: tuple[_Setting, ...] = (
         _bounded_type("body_timeout"),
     ),
     _Setting(
+        "lame_duck",
+        "Seconds a switch to maintenance fails readiness while still admitting requests, "
+        "before it drains (0: off).",
+        _bounded_type("lame_duck"),
+    ),
+    _Setting(
+        "maintenance_page",
+        "HTML template (string.Template) of the page refused browsers get.",
+        metavar="FILE",
+        shown_default="a built-in page",
+    ),
+    _Setting(
+        "bypass_secret_file",
+        f"File holding the bypass secret: the Servermode-Bypass header and the /server/bypass "
+        f"link (or set {env_name('bypass_secret')}).",
+        metavar="FILE",
+        shown_default="none",
+    ),
+    _Setting(
+        "bypass_allow",
+        "Client networks (CIDRs, comma-separated) that pass a refusing mode.",
+        metavar="CIDRS",
+        shown_default="none",
+    ),
+    _Setting(
+        "trusted_proxies",
+        "Proxies (CIDRs) whose Forwarded / X-Forwarded-For the bypass allowlist believes.",
+        metavar="CIDRS",
+        shown_default="none",
+    ),
+    _Setting(
+        "webhooks",
+        "URLs (comma-separated) to POST every transition record to, signed.",
+        metavar="URLS",
+        shown_default="none",
+    ),
+    _Setting(
+        "webhook_secret_file",
+        f"File holding the webhooks' HMAC-SHA256 key (or set {env_name('webhook_secret')}).",
+        metavar="FILE",
+        shown_default="none",
+    ),
+    _Setting(
         "admin_token_file",
         f"File holding the admin bearer token (or set {env_name('admin_token')}).",
         metavar="FILE",
@@ -222,7 +265,12 @@ _SETTINGS: tuple[_Setting, ...] = (
     ),
 )
 
-_TOKEN_FILES = {"admin_token": "admin_token_file", "read_token": "read_token_file"}
+_TOKEN_FILES = {
+    "admin_token": "admin_token_file",
+    "read_token": "read_token_file",
+    "bypass_secret": "bypass_secret_file",
+    "webhook_secret": "webhook_secret_file",
+}
 
 
 def _option(setting: _Setting) -> Callable[[F], F]:

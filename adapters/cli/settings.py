@@ -58,9 +58,14 @@ class Settings:
     timeout_policy: str = TimeoutPolicy.FORCE.value
     initial_mode: str = "production"
     retry_after: int = 60  # Retry-After (s) of requests a steady mode refuses
+    lame_duck: float = 0.0  # seconds readiness fails before a switch to maintenance drains
     rules: str | None = None  # path of a JSON file of route rules; None: Context Services
     demo_delay: float = 1.0
     body_timeout: float = 10.0  # seconds a mode request body may take to arrive (else 408)
+    maintenance_page: str | None = None  # an HTML template for refused browsers; None: default
+    bypass_allow: str | None = None  # CIDRs whose clients pass a refusing mode, comma-separated
+    trusted_proxies: str | None = None  # CIDRs whose forwarded headers the bypass believes
+    webhooks: str | None = None  # URLs told every transition record, comma-separated
     insecure: bool = False
     log_level: str = "info"
     log_format: str = "auto"
@@ -72,6 +77,8 @@ class Settings:
     workers: int = 1  # only 1: the gate lives in the process (see FLEET_ISSUE)
     admin_token: str | None = field(default=None, repr=False)
     read_token: str | None = field(default=None, repr=False)
+    bypass_secret: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
 
 
 #: Where several worker processes on one mode will be possible (fleet mode).
@@ -130,6 +137,8 @@ NUMBERS: dict[str, Number] = {
     "drain_timeout": Number("drain timeout", float, 0, MAX_DRAIN_TIMEOUT),
     # Retry-After is a promise to clients: beyond a week it is a mistake, not a plan.
     "retry_after": Number("retry-after", int, 1, 604_800),
+    # Load balancers notice a failing probe within seconds: an hour is plenty.
+    "lame_duck": Number("lame duck", float, 0, 3600),
     "body_timeout": Number("body timeout", float, 0, 3600, low_open=True),
     "demo_delay": Number("demo delay", float, 0, MAX_DEMO_DELAY),
     # Read as a number here; anything but 1 is then refused with workers_refusal().
@@ -208,7 +217,7 @@ def check_settings(settings: Settings) -> Settings:
         )
     if settings.log_format not in LOG_FORMATS:
         problems.append(f"log format must be one of {', '.join(LOG_FORMATS)}")
-    for name in ("admin_token", "read_token"):
+    for name in ("admin_token", "read_token", "bypass_secret", "webhook_secret"):
         token = getattr(settings, name)
         if token is not None and not token.strip():
             problems.append(f"{env_name(name)} is set but empty")

@@ -18,17 +18,20 @@ import unicodedata
 import uuid
 from typing import Any
 
-from servermode.core import InvalidMode, ModeController, State, parse_mode
+from servermode.core import InvalidMode, ModeController, Outcome, State, parse_mode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .auth import Role, TokenAuth
+from .bypass import Bypass
+from .mode_request import ModeRequest, read_options
 from .monitoring import monitoring_routes
 from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .problems import ERROR_HANDLERS, Problem, ProblemError, answering_problems
 from .routes import (
+    BYPASS_PATH,
     LIVE_PATH,
     MODE_PATH,
     OPENAPI_PATH,
@@ -37,7 +40,7 @@ from .routes import (
     TRANSITIONS_PATH,
 )
 from .stats import RequestStats, stats_for
-from .status import status_json
+from .status import status_json, window_document
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -69,6 +72,7 @@ class AdminRoutes:
         max_body: the largest mode request body accepted, in bytes.
         body_timeout: seconds the whole mode request body may take to arrive; a slower one
             gets 408 (uvicorn bounds idle connections, not a body that trickles in).
+        bypass: who may pass a refusing gate; its link is ``GET /server/bypass``.
     """
 
     def __init__(
@@ -79,8 +83,10 @@ class AdminRoutes:
         stats: RequestStats | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        bypass: Bypass | None = None,
     ) -> None:
         self.controller = controller
+        self.bypass = bypass if bypass is not None else Bypass()
         self.auth = auth if auth is not None else TokenAuth()
         self.stats = stats if stats is not None else stats_for(controller)
         self.max_body = max_body
@@ -96,6 +102,7 @@ class AdminRoutes:
             (LIVE_PATH, self.live, "GET"),
             (READY_PATH, self.ready, "GET"),
             (OPENAPI_PATH, self.openapi, "GET"),
+            (BYPASS_PATH, self.bypass_link, "GET"),
         ]
         return [
             *(
@@ -109,15 +116,30 @@ class AdminRoutes:
 
     async def set_mode(self, request: Request) -> Response:
         principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
-        mode, reason = _parse_mode_request(await self._read_json_body(request))
+        asked = _parse_mode_request(await self._read_json_body(request))
+        if asked.dry_run:
+            plan = self.controller.dry_run(asked.mode)
+            return JSONResponse({"dry_run": plan.to_dict()}, headers={"Cache-Control": "no-store"})
         request_id = _request_id(request)
         record = await self.controller.set_mode(
-            mode,
+            asked.mode,
             actor=principal.name,
             client=_client(request),
             request_id=request_id,
-            reason=reason,
+            reason=asked.reason,
+            until=asked.until,
+            start_at=asked.start_at,
         )
+        if record.outcome is Outcome.SCHEDULED:
+            return JSONResponse(
+                {"server scheduled": window_document(self.controller.window)},
+                status_code=202,
+                headers={
+                    "Location": STATUS_PATH,
+                    "X-Request-ID": request_id,
+                    "Servermode-Outcome": record.outcome.value,
+                },
+            )
         body = json.dumps({"server changed": record.to_state.mode.value}, separators=(",", ":"))
         return Response(
             body,
@@ -154,10 +176,10 @@ class AdminRoutes:
         return JSONResponse({"status": "live"})
 
     async def ready(self, request: Request) -> Response:
-        """Ready means taking normal traffic: production, and no switch under way."""
+        """Ready means taking normal traffic: production, no switch under way, no lame duck."""
         state = self.controller.state
         body = {"mode": state.mode.value, "state": state.value}
-        if state is State.PRODUCTION:
+        if state is State.PRODUCTION and self.controller.lame_duck_until is None:
             return JSONResponse({"status": "ready", **body})
         retry = str(self.controller.retry_after())
         return JSONResponse(
@@ -166,6 +188,9 @@ class AdminRoutes:
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(OPENAPI)
+
+    async def bypass_link(self, request: Request) -> Response:
+        return await self.bypass.link(request)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -212,8 +237,8 @@ _JSON = JSONResponse.media_type
 _STATUS_HEADERS = {"Cache-Control": "no-store"}
 
 
-def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
-    """``{"mode": ..., "reason": ...}`` -> (mode name, reason); anything else is a 400."""
+def _parse_mode_request(body: bytes) -> ModeRequest:
+    """``{"mode": ..., "reason": ..., options}`` -> the request; anything else is a 400."""
     data = _strict_json(body)
     if not isinstance(data, dict):
         raise ProblemError(
@@ -243,7 +268,7 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
             f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
             f"characters, without control characters",
         )
-    return mode.value, reason
+    return ModeRequest(mode.value, reason, **read_options(data))
 
 
 def _plain_text(text: str) -> bool:
@@ -354,10 +379,16 @@ def admin_routes(
     stats: RequestStats | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    bypass: Bypass | None = None,
 ) -> list[BaseRoute]:
     """The admin routes, to add to any Starlette (or FastAPI) application's routes."""
     return AdminRoutes(
-        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+        controller,
+        auth=auth,
+        stats=stats,
+        max_body=max_body,
+        body_timeout=body_timeout,
+        bypass=bypass,
     ).routes()
 
 
@@ -368,9 +399,15 @@ def admin_app(
     stats: RequestStats | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    bypass: Bypass | None = None,
 ) -> Starlette:
     """The admin routes as an application whose 404, 405 and 500 also use the error body."""
     routes = admin_routes(
-        controller, auth=auth, stats=stats, max_body=max_body, body_timeout=body_timeout
+        controller,
+        auth=auth,
+        stats=stats,
+        max_body=max_body,
+        body_timeout=body_timeout,
+        bypass=bypass,
     )
     return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)

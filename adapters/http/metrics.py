@@ -9,6 +9,7 @@ Metric                                          Type       Labels
 servermode_state                                gauge      state (1 for the current, 0 for others)
 servermode_in_flight_requests                   gauge      category (counted categories)
 servermode_requests_total                       counter    category, outcome (admitted, refused)
+servermode_requests_bypassed_total              counter    category (refused, then let through)
 servermode_transitions_total                    counter    from_state, to_state, outcome
 servermode_drain_duration_seconds               histogram  outcome (completed, forced, ...)
 servermode_last_transition_timestamp_seconds    gauge      (when the current state began)
@@ -160,6 +161,15 @@ class ServermodeCollector:
             for outcome, n in zip(REQUEST_OUTCOMES, counts, strict=True):
                 requests.add_metric([category, outcome], float(n))
 
+        bypassed = CounterMetricFamily(
+            "servermode_requests_bypassed",
+            "Requests the mode refused and a bypass let through, per category (also counted "
+            "as refused)",
+            labels=["category"],
+        )
+        for category, n in controller.gate.bypassed().items():
+            bypassed.add_metric([category], float(n))
+
         transitions = CounterMetricFamily(
             "servermode_transitions",
             "Transition attempts since the process started, by states and outcome",
@@ -182,7 +192,7 @@ class ServermodeCollector:
             "When the current state began (Unix time)",
             value=began.timestamp(),
         )
-        return [state, in_flight, requests, transitions, drains, last]
+        return [state, in_flight, requests, bypassed, transitions, drains, last]
 
 
 def metrics_registry(

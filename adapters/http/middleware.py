@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from urllib.parse import quote, unquote, unquote_to_bytes
 
-from servermode.core import ModeController, ServerModeError
+from servermode.core import ModeController, Refused, ServerModeError, Ticket
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .bypass import Bypass
 from .classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
-from .problems import (
-    Problem,
-    internal_error_response,
-    problem_for_exception,
-    problem_response,
-    send_problem,
-)
+from .page import MaintenancePage, RefusalAnswers
+from .problems import Problem, internal_error_response, problem_for_exception, problem_response
 from .sockets import (
     WS_POLICY_VIOLATION,
     WS_SERVICE_RESTART,
@@ -55,6 +52,8 @@ class GateMiddleware:
             routes); the middleware starts and closes it.
         rules: method + path rules that give each request its category.
         stats: request counters for the status document (default: the controller's).
+        page: the HTML page a refused browser gets (:mod:`.page`; None: JSON for everyone).
+        bypass: who may pass where the mode refuses (:mod:`.bypass`); asked only on refusal.
     """
 
     def __init__(
@@ -63,6 +62,8 @@ class GateMiddleware:
         controller: ModeController,
         rules: RouteRules = CONTEXT_SERVICES_RULES,
         stats: RequestStats | None = None,
+        page: MaintenancePage | None = MaintenancePage(),  # noqa: B008 - immutable
+        bypass: Bypass | None = None,
     ) -> None:
         rules.check(controller.policy)
         self.app = app
@@ -72,6 +73,8 @@ class GateMiddleware:
         self._life = _ControllerLife(controller)
         # Closes the open WebSockets a drain's target refuses, as the drain begins.
         self.sockets = OpenSockets(controller)
+        self.refusals = RefusalAnswers(page, lambda: _page_facts(controller))
+        self.bypass = bypass if bypass is not None and bypass.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # HTTP is handled here rather than in a method of its own: this runs on every request,
@@ -89,10 +92,12 @@ class GateMiddleware:
             # The gate's admit itself (ModeController.admit only forwards to it).
             ticket = self.controller.gate.admit(self.rules.classify(scope["method"], normal))
         except ServerModeError as exc:  # refused, or the store could not load at first start
-            problem, description, headers = problem_for_exception(exc)
-            stats.response(problem.status)
-            await send_problem(scope, send, problem, description, headers)
-            return
+            bypassed = self._bypassing(scope, exc)
+            if bypassed is None:
+                # The answer's status is counted as it is sent (a hot path: see .page).
+                stats.response(await self.refusals.send(scope, send, exc))
+                return
+            ticket = bypassed
         if normal is not path:
             # The app routes what was classified: the normal path, and a raw path to match.
             normalised = _with_path(scope, normal)
@@ -137,6 +142,17 @@ class GateMiddleware:
         else:
             await self.app(scope, receive, send)
 
+    def _bypassing(self, scope: Scope, refusal: ServerModeError) -> Ticket | None:
+        """A ticket for a refused request that may bypass the mode (counted as bypassed)."""
+        if self.bypass is None or not isinstance(refusal, Refused):
+            return None
+        if self.bypass.allows(scope) is None:
+            return None
+        try:
+            return self.controller.gate.admit_anyway(refusal.category)
+        except ServerModeError:  # its category is what the drain under way waits for
+            return None
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats = self.stats
         stats.request()
@@ -147,10 +163,15 @@ class GateMiddleware:
             category = self.rules.classify("GET", normal)  # a WebSocket handshake is a GET
             ticket = self.controller.admit(category)
         except ServerModeError as exc:
-            problem, description, headers = problem_for_exception(exc)
-            await refuse_handshake(scope, send, problem, description, headers, WS_TRY_AGAIN_LATER)
-            stats.response(problem.status)
-            return
+            bypassed = self._bypassing(scope, exc)
+            if bypassed is None:
+                problem, description, headers = problem_for_exception(exc)
+                await refuse_handshake(
+                    scope, send, problem, description, headers, WS_TRY_AGAIN_LATER
+                )
+                stats.response(problem.status)
+                return
+            ticket = bypassed
         if normal is not path:
             normalised = _with_path(scope, normal)
             if normalised is None:
@@ -239,6 +260,13 @@ class _ControllerLife:
             if self.started:
                 self.started = False
                 await self._controller.close()
+
+
+def _page_facts(controller: ModeController) -> tuple[str | None, datetime | None]:
+    """What a maintenance page tells beyond the refusal: the reason, the window's end."""
+    window = controller.window
+    ends = window.until if window is not None and not window.pending else None
+    return controller.reason, ends
 
 
 def _being_cancelled() -> bool:

@@ -160,7 +160,8 @@ class MonitoringRoutes:
         if record is None:
             raise ProblemError(
                 Problem.NOTHING_TO_CANCEL,
-                f"no mode change is under way: the server is in {self.controller.mode} mode",
+                f"no mode change is under way and no maintenance window is set: the server is "
+                f"in {self.controller.mode} mode",
             )
         return JSONResponse(
             record.to_dict(),

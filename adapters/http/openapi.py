@@ -10,11 +10,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from servermode.core import Mode, Outcome, State, TimeoutPolicy
+from servermode.core import Mode, Outcome, State, TimeoutPolicy, Verdict
+from servermode.core.window import WHEN_PATTERN
 
 from ..version import VERSION
 from .problems import Problem
 from .routes import (
+    BYPASS_PATH,
     CANCEL_PATH,
     EVENTS_PATH,
     LIVE_PATH,
@@ -110,7 +112,107 @@ SCHEMAS: dict[str, Any] = {
                 "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
                 "description": "kept in the audit (null: none)",
             },
+            "until": {
+                "type": ["string", "null"],
+                "maxLength": 64,
+                "pattern": WHEN_PATTERN,
+                "description": "maintenance only: when to return to production by itself (actor "
+                "schedule): an RFC 3339 time with a zone, or a duration from the window's start "
+                "such as 30m, 1h30m, 2d (at most 366 days ahead; null: no end)",
+                "examples": ["30m", "2030-01-01T03:00:00Z"],
+            },
+            "start_at": {
+                "type": ["string", "null"],
+                "maxLength": 64,
+                "pattern": WHEN_PATTERN,
+                "description": "maintenance only: schedule the window to begin by itself then (an "
+                "RFC 3339 time with a zone, or a duration from now); answered 202 (null: now)",
+                "examples": ["2030-01-01T02:00:00Z", "10m"],
+            },
+            "dry_run": {
+                "type": "boolean",
+                "default": False,
+                "description": "true: answer what a switch would do now (DryRun), change nothing",
+            },
         },
+    },
+    "Window": {
+        "type": "object",
+        "required": ["start_at", "until", "reason"],
+        "properties": {
+            "start_at": {
+                "anyOf": [_TIME, {"type": "null"}],
+                "description": "when it begins by itself; null once begun",
+            },
+            "until": {
+                "anyOf": [_TIME, {"type": "null"}],
+                "description": "when it returns to production by itself; null: no end",
+            },
+            "reason": _TEXT_OR_NULL,
+        },
+        "additionalProperties": False,
+    },
+    "Scheduled": {
+        "type": "object",
+        "required": ["server scheduled"],
+        "properties": {"server scheduled": _ref("Window")},
+        "additionalProperties": False,
+    },
+    "DryRun": {
+        "type": "object",
+        "required": ["dry_run"],
+        "properties": {
+            "dry_run": {
+                "type": "object",
+                "required": [
+                    "state",
+                    "target",
+                    "would",
+                    "wait_for",
+                    "refused_while_draining",
+                    "refused_after",
+                    "request_rates",
+                    "rate_window_s",
+                    "drain_timeout",
+                    "timeout_policy",
+                    "lame_duck",
+                ],
+                "properties": {
+                    "state": _STATE,
+                    "target": _MODE,
+                    "would": {
+                        **_enum(Verdict),
+                        "description": "switch; noop (in force already); refused (a switch "
+                        "is under way)",
+                    },
+                    "wait_for": {
+                        **_COUNTS,
+                        "description": "requests in flight now that the drain would wait for",
+                    },
+                    "refused_while_draining": {"type": "array", "items": {"type": "string"}},
+                    "refused_after": {"type": "array", "items": {"type": "string"}},
+                    "request_rates": {
+                        "type": "object",
+                        "additionalProperties": {"type": "number", "minimum": 0},
+                        "description": "requests per second per category (admitted or refused)",
+                    },
+                    "rate_window_s": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "seconds the rates were measured over (up to 60)",
+                    },
+                    "drain_timeout": {"type": "number", "minimum": 0},
+                    "timeout_policy": _enum(TimeoutPolicy),
+                    "lame_duck": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "seconds readiness would fail before the drain begins",
+                    },
+                },
+                "additionalProperties": False,
+            }
+        },
+        "additionalProperties": False,
     },
     "ModeChanged": {
         "type": "object",
@@ -138,6 +240,9 @@ SCHEMAS: dict[str, Any] = {
             "in_flight",
             "drain_timeout",
             "timeout_policy",
+            "reason",
+            "bypassed",
+            "lame_duck",
         ],
         "properties": {
             "version": {"type": "string"},
@@ -157,6 +262,25 @@ SCHEMAS: dict[str, Any] = {
             "in_flight": {**_COUNTS, "description": "counted requests in flight, per category"},
             "drain_timeout": {"type": "number", "minimum": 0},
             "timeout_policy": _enum(TimeoutPolicy),
+            "reason": {
+                **_TEXT_OR_NULL,
+                "description": "the reason given for the mode in force or the switch under way",
+            },
+            "bypassed": {
+                **_COUNTS,
+                "description": "requests let through by a bypass since start, per category",
+            },
+            "lame_duck": {
+                "type": "number",
+                "minimum": 0,
+                "description": "seconds a switch to maintenance fails readiness before it drains",
+            },
+            "lame_duck_until": {
+                **_TIME,
+                "description": "only in a lame duck: readiness fails, requests are still admitted "
+                "until then, then the drain begins",
+            },
+            "window": {**_ref("Window"), "description": "only with a maintenance window"},
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
@@ -188,6 +312,17 @@ SCHEMAS: dict[str, Any] = {
             "in_flight": _COUNTS,
             "stragglers": _COUNTS,
             "closed": {**_COUNTS, "description": "WebSockets closed when the drain began"},
+            "lame_duck": {
+                "type": "number",
+                "minimum": 0,
+                "description": "seconds readiness failed (requests admitted) before the drain",
+            },
+            "window": {
+                "type": "object",
+                "properties": {"start_at": _TEXT_OR_NULL, "until": _TEXT_OR_NULL},
+                "additionalProperties": False,
+                "description": "the maintenance window the change set (ISO 8601), if any",
+            },
         },
         "additionalProperties": False,
     },
@@ -241,10 +376,20 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "200": {
-                    **_json(_ref("ModeChanged"), "the mode in force now"),
+                    **_json(
+                        {"oneOf": [_ref("ModeChanged"), _ref("DryRun")]},
+                        "the mode in force now; or, for a dry run, what a switch would do",
+                    ),
                     "headers": {"Location": {"schema": {"type": "string", "const": STATUS_PATH}}},
                 },
-                "400": _error("bad, missing or non-string mode; malformed JSON"),
+                "202": {
+                    **_json(_ref("Scheduled"), "a maintenance window scheduled to begin later"),
+                    "headers": {"Location": {"schema": {"type": "string", "const": STATUS_PATH}}},
+                },
+                "400": _error(
+                    "bad, missing or non-string mode; malformed JSON; a window time in the past, "
+                    "ending before it begins, more than 366 days ahead, or given with production"
+                ),
                 "401": _error("no or wrong bearer token (when an admin token is configured)"),
                 "403": _error("the read token cannot change the mode"),
                 "405": _error("method not allowed"),
@@ -300,7 +445,8 @@ PATHS: dict[str, Any] = {
     },
     CANCEL_PATH: {
         "post": {
-            "summary": "Cancel the mode change under way: the mode it is leaving stays",
+            "summary": "Cancel the mode change under way (the mode it is leaving stays), and end "
+            "the maintenance window",
             "operationId": "cancelModeChange",
             "security": [{}, {"bearer": []}],
             "requestBody": {
@@ -308,12 +454,15 @@ PATHS: dict[str, Any] = {
                 "content": {"application/json": {"schema": _ref("CancelRequest")}},
             },
             "responses": {
-                "200": _json(_ref("Transition"), "how the drain ended (cancelled, or first)"),
+                "200": _json(
+                    _ref("Transition"),
+                    "how the drain ended (cancelled, or first); without one, the window ended",
+                ),
                 "400": _error('a body that is not {"reason": "..."}'),
                 "401": _error("no or wrong bearer token (when an admin token is configured)"),
                 "403": _error("the read token cannot cancel"),
                 "408": _error("the body did not arrive within the body timeout"),
-                "409": _error("no mode change is under way"),
+                "409": _error("no mode change is under way and no maintenance window is set"),
                 "413": _error("body over the size limit"),
                 "415": _error("body not JSON"),
                 "503": _error("the state could not be saved"),
@@ -384,7 +533,8 @@ PATHS: dict[str, Any] = {
     },
     READY_PATH: {
         "get": {
-            "summary": "Readiness: 200 only in production",
+            "summary": "Readiness: 200 only in production, with no switch under way (nor its lame "
+            "duck)",
             "operationId": "getReady",
             "security": [{}],
             "responses": {
@@ -393,6 +543,30 @@ PATHS: dict[str, Any] = {
                     **_json(_ref("Health"), "in maintenance or switching"),
                     "headers": _RETRY_AFTER,
                 },
+            },
+        }
+    },
+    BYPASS_PATH: {
+        "get": {
+            "summary": "The bypass link: sets the bypass cookie and redirects",
+            "operationId": "getBypassCookie",
+            "security": [{}],
+            "parameters": [
+                {"name": "secret", "in": "query", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "next",
+                    "in": "query",
+                    "description": "a path of this site to go to (default /)",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "303": {
+                    "description": "the cookie is set; on to next",
+                    "headers": {"Set-Cookie": {"schema": {"type": "string"}}},
+                },
+                "403": _error("wrong bypass secret"),
+                "404": _error("no bypass secret is configured"),
             },
         }
     },

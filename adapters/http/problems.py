@@ -17,6 +17,7 @@ from typing import Any
 
 from servermode.core import (
     InvalidMode,
+    InvalidWindow,
     ModeChangeFailed,
     Refused,
     ServerModeError,
@@ -143,6 +144,7 @@ def _not_changed(exc: ServerModeError) -> str:
 # Core exception -> answer, most specific first; the describer turns the facts into words.
 EXCEPTION_PROBLEMS: tuple[tuple[type[ServerModeError], Problem, Callable[[Any], str]], ...] = (
     (InvalidMode, Problem.BAD_PARAMETER, _invalid_mode),
+    (InvalidWindow, Problem.BAD_PARAMETER, str),
     (Refused, Problem.UNAVAILABLE_IN_MODE, refusal_description),
     (SwitchInProgress, Problem.SWITCH_IN_PROGRESS, _switch_in_progress),
     (ModeChangeFailed, Problem.MODE_NOT_CHANGED, _not_changed),

@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 __all__ = [
     "ADMIN",
+    "BYPASS_PATH",
     "CANCEL_PATH",
     "EVENTS_PATH",
     "LIVE_PATH",
@@ -47,6 +48,8 @@ TRANSITIONS_PATH = "/server/transitions"
 LIVE_PATH = "/server/health/live"
 READY_PATH = "/server/health/ready"
 OPENAPI_PATH = "/server/openapi.json"
+#: The bypass link: sets the bypass cookie for a browser (:mod:`.bypass`).
+BYPASS_PATH = "/server/bypass"
 CANCEL_PATH = "/server/cancel"
 METRICS_PATH = "/server/metrics"
 EVENTS_PATH = "/server/events"
@@ -72,6 +75,7 @@ SERVER_ROUTES: Mapping[str, frozenset[str]] = MappingProxyType(
         LIVE_PATH: frozenset(),
         READY_PATH: frozenset(),
         OPENAPI_PATH: frozenset(),
+        BYPASS_PATH: frozenset(),
         CANCEL_PATH: frozenset({"POST"}),  # ends a mode change: admitted as the switch is
         METRICS_PATH: frozenset(),
         EVENTS_PATH: frozenset(),  # a stream that never ends by itself: never counted

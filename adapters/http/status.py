@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from servermode.core import AdmissionPolicy, Mode, ModeController, State, TimeoutPolicy
+from servermode.core import AdmissionPolicy, Mode, ModeController, State, TimeoutPolicy, Window
 
 from ..version import VERSION
 from .stats import RequestStats
@@ -42,6 +42,7 @@ __all__ = [
     "process_memory_kb",
     "status_document",
     "status_json",
+    "window_document",
 ]
 
 PROC_STATUS = Path("/proc/self/status")
@@ -144,6 +145,17 @@ def _read_proc_status(path: Path) -> dict[str, int]:
     return fields
 
 
+def window_document(window: Window | None) -> dict[str, Any]:
+    """A maintenance window as the status shows it: its start (null once begun), its end."""
+    if window is None:
+        return {"start_at": None, "until": None, "reason": None}
+    return {
+        "start_at": format_time(window.start_at),
+        "until": format_time(window.until),
+        "reason": window.reason,
+    }
+
+
 def status_document(
     controller: ModeController, stats: RequestStats, now: float | None = None
 ) -> dict[str, Any]:
@@ -167,7 +179,14 @@ def status_document(
         "in_flight": status.in_flight,
         "drain_timeout": status.drain_timeout,
         "timeout_policy": status.timeout_policy.value,
+        "reason": status.reason,
+        "bypassed": controller.gate.bypassed(),
+        "lame_duck": status.lame_duck,
     }
+    if status.lame_duck_until is not None:
+        document["lame_duck_until"] = format_time(status.lame_duck_until)
+    if status.window is not None:
+        document["window"] = window_document(status.window)
     if status.target is not None:
         document["target"] = status.target.value
         document["drain_started"] = format_time(status.drain_started)
@@ -180,9 +199,10 @@ def status_json(controller: ModeController, stats: RequestStats, now: float | No
     """:func:`status_document` as the status route sends it: compact JSON, UTF-8.
 
     Exactly ``JSONResponse(status_document(...)).body``, built from pieces: what changes only
-    with the controller's state (mode, times, drain) or once a second (the memory figures) is
-    encoded once and reused; only the clock, the counters and the in-flight counts are encoded
-    per request. The status route is polled, under load too (``bench/status_throughput.py``).
+    with the controller's state (mode, times, reason, window, drain) or once a second (the
+    memory figures) is encoded once and reused; only the clock, the counters, the in-flight
+    and bypass counts are encoded per request. The status route is polled, under load too
+    (``bench/status_throughput.py``).
     """
     status = controller.status()
     steady = _steady_pieces(
@@ -194,6 +214,10 @@ def status_json(controller: ModeController, stats: RequestStats, now: float | No
         status.target,
         status.drain_started,
         status.deadline,
+        status.reason,
+        status.lame_duck,
+        status.lame_duck_until,
+        status.window,
         stats.started,
         controller.policy,
     )
@@ -209,6 +233,8 @@ def status_json(controller: ModeController, stats: RequestStats, now: float | No
             steady[2],
             _encode(status.in_flight).encode("utf-8"),
             steady[3],
+            _encode(controller.gate.bypassed()).encode("utf-8"),
+            steady[4],
         )
     )
 
@@ -234,11 +260,24 @@ def _steady_pieces(
     target: Mode | None,
     drain_started: datetime | None,
     deadline: datetime | None,
+    reason: str | None,
+    lame_duck: float,
+    lame_duck_until: datetime | None,
+    window: Window | None,
     started: datetime,
     policy: AdmissionPolicy,
-) -> tuple[bytes, bytes, bytes, bytes]:
+) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     """The document around its per-request values, for one state of the controller."""
-    tail: dict[str, Any] = {"drain_timeout": drain_timeout, "timeout_policy": timeout_policy.value}
+    middle: dict[str, Any] = {
+        "drain_timeout": drain_timeout,
+        "timeout_policy": timeout_policy.value,
+        "reason": reason,
+    }
+    tail: dict[str, Any] = {"lame_duck": lame_duck}
+    if lame_duck_until is not None:
+        tail["lame_duck_until"] = format_time(lame_duck_until)
+    if window is not None:
+        tail["window"] = window_document(window)
     if target is not None:
         tail["target"] = target.value
         tail["drain_started"] = format_time(drain_started)
@@ -250,6 +289,7 @@ def _steady_pieces(
         f',"last_request":'.encode(),
         f',"state":{_encode(state.value)},"since":{_encode(format_time(since))}'
         f',"in_flight":'.encode(),
+        ("," + _encode(middle)[1:-1] + ',"bypassed":').encode(),
         ("," + _encode(tail)[1:]).encode(),
     )
 

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from servermode.core import PersistedState, State, StoreError, TransitionRecord
+from servermode.core import PersistedState, State, StoreError, TransitionRecord, Window
 
 from .lock import StateFileLock
 
@@ -41,6 +41,8 @@ APPLICATION_ID = 0x736D6F64  # "smod"
 
 # The columns of mode_state that say who asked for the drain under way.
 _ASKED_BY = ("actor", "client", "request_id", "reason")
+# The columns of mode_state that keep the maintenance window (start, end, its reason).
+_WINDOW = ("window_start", "window_end", "window_reason")
 
 # One tuple of statements per schema version: _MIGRATIONS[n] upgrades version n to n + 1.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -89,6 +91,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE transitions ADD COLUMN closed TEXT NOT NULL DEFAULT '{}'",),
     # 3: who asked for the drain under way, kept with its intent (named when it is recovered).
     tuple(f"ALTER TABLE mode_state ADD COLUMN {column} TEXT" for column in _ASKED_BY),
+    # 4: the maintenance window; a record's lame duck (seconds) and the window it set.
+    (
+        *(f"ALTER TABLE mode_state ADD COLUMN {column} TEXT" for column in _WINDOW),
+        "ALTER TABLE transitions ADD COLUMN lame_duck REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE transitions ADD COLUMN window TEXT NOT NULL DEFAULT '{}'",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -108,8 +116,10 @@ _RECORD_COLUMNS = (
     "in_flight",
     "stragglers",
     "closed",
+    "lame_duck",
+    "window",
 )
-_JSON_COLUMNS = ("in_flight", "stragglers", "closed")
+_JSON_COLUMNS = ("in_flight", "stragglers", "closed", "window")
 _INSERT_RECORD = (
     f"INSERT INTO transitions ({', '.join(_RECORD_COLUMNS[1:])}) "
     f"VALUES ({', '.join(':' + c for c in _RECORD_COLUMNS[1:])})"
@@ -121,22 +131,24 @@ _SELECT_RECORDS = (
 _SAVE_STATE = """
     INSERT INTO mode_state (
         id, state, mode, target, since, drain_started, deadline, generation,
-        actor, client, request_id, reason
+        actor, client, request_id, reason, window_start, window_end, window_reason
     )
     VALUES (
         1, :state, :mode, :target, :since, :drain_started, :deadline, :generation,
-        :actor, :client, :request_id, :reason
+        :actor, :client, :request_id, :reason, :window_start, :window_end, :window_reason
     )
     ON CONFLICT (id) DO UPDATE SET
         state = excluded.state, mode = excluded.mode, target = excluded.target,
         since = excluded.since, drain_started = excluded.drain_started,
         deadline = excluded.deadline, generation = excluded.generation,
         actor = excluded.actor, client = excluded.client,
-        request_id = excluded.request_id, reason = excluded.reason
+        request_id = excluded.request_id, reason = excluded.reason,
+        window_start = excluded.window_start, window_end = excluded.window_end,
+        window_reason = excluded.window_reason
 """
 _LOAD_STATE = (
     "SELECT state, since, drain_started, deadline, generation, "
-    f"{', '.join(_ASKED_BY)} FROM mode_state"
+    f"{', '.join((*_ASKED_BY, *_WINDOW))} FROM mode_state"
 )
 
 # What an operator is told for each family of SQLite errors (matched on the error name prefix).
@@ -368,14 +380,22 @@ class SQLiteStore:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _state_from_row(self, row: tuple[Any, ...]) -> PersistedState:
-        state, since, drain_started, deadline, _generation, *asked_by = row
+        state, since, drain_started, deadline, _generation, *asked_by, start, end, why = row
         try:
+            window = None
+            if start is not None or end is not None:
+                window = Window(
+                    _decode_time(start) if start is not None else None,
+                    _decode_time(end) if end is not None else None,
+                    why,
+                )
             return PersistedState(
                 State(state),
                 _decode_time(since),
                 _decode_time(drain_started) if drain_started is not None else None,
                 _decode_time(deadline) if deadline is not None else None,
                 **dict(zip(_ASKED_BY, asked_by, strict=True)),
+                window=window,
             )
         except ValueError as exc:
             raise StoreError(f"{self.path} holds a state that cannot be read: {exc}") from exc
@@ -421,6 +441,7 @@ class SQLiteStore:
 
 
 def _state_values(state: PersistedState) -> dict[str, Any]:
+    window = state.window
     return {
         "state": state.state.value,
         "mode": state.mode.value,
@@ -429,6 +450,9 @@ def _state_values(state: PersistedState) -> dict[str, Any]:
         "drain_started": _encode_time(state.drain_started) if state.drain_started else None,
         "deadline": _encode_time(state.deadline) if state.deadline else None,
         **{column: getattr(state, column) for column in _ASKED_BY},
+        "window_start": _encode_time(window.start_at) if window and window.start_at else None,
+        "window_end": _encode_time(window.until) if window and window.until else None,
+        "window_reason": window.reason if window else None,
     }
 
 

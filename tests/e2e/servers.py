@@ -37,11 +37,15 @@ class ThreadedService:
 
     ``asgi_app`` gates that application instead of the one the settings name (``app``, or
     the demo); ``ws`` is uvicorn's WebSocket implementation (wsproto, as ``servermode serve``
-    runs it).
+    runs it); ``uvicorn_options`` are more of uvicorn's settings (``proxy_headers``...).
     """
 
     def __init__(
-        self, asgi_app: ASGIApp | None = None, ws: str = "wsproto", **settings: Any
+        self,
+        asgi_app: ASGIApp | None = None,
+        ws: str = "wsproto",
+        uvicorn_options: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> None:
         self.service: Service = build_service(
             replace(Settings(demo_delay=0.2, state=MEMORY), **settings), asgi_app
@@ -54,6 +58,7 @@ class ThreadedService:
             log_level="warning",
             lifespan="on",
             ws=ws,
+            **(uvicorn_options or {}),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)

@@ -62,4 +62,7 @@ def test_nothing_to_cancel_is_a_409() -> None:
     body = response.json()
     assert body["code"] == 4090
     assert body["title"] == "nothing to cancel"
-    assert body["description"] == "no mode change is under way: the server is in production mode"
+    assert body["description"] == (
+        "no mode change is under way and no maintenance window is set: the server is in "
+        "production mode"
+    )

@@ -261,8 +261,8 @@ def test_cancel_abandons_the_switch_under_way() -> None:
         [record] = httpx2.get(f"{url}/server/transitions?limit=1").json()["transitions"]
     assert nothing.returncode == 1
     assert nothing.stderr.strip() == (
-        "Error: 409 nothing to cancel: no mode change is under way: the server is in "
-        "production mode"
+        "Error: 409 nothing to cancel: no mode change is under way and no maintenance window "
+        "is set: the server is in production mode"
     )
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.strip() == (

@@ -135,3 +135,25 @@ def test_status_json_is_the_json_response_of_the_document(
         assert status_json(controller, stats, 5.0) == bytes(expected)
 
     asyncio.run(check())
+
+
+def test_status_json_follows_windows_reasons_and_bypasses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduled window, its reason and a bypassed request are in the pieced JSON as in the
+    document."""
+    figures = {"max_memory": 9, "allocated_memory": 8, "free_memory": 1, "used_memory": 7}
+    monkeypatch.setattr(status_module, "_memory", lambda: figures)
+
+    async def check() -> None:
+        controller = ModeController()
+        await controller.start()
+        stats = RequestStats()
+        soon = datetime.now(UTC) + timedelta(hours=1)
+        await controller.set_mode(
+            "maintenance", reason="upgrade", start_at=soon, until=soon + timedelta(hours=1)
+        )
+        controller.gate.admit_anyway("schema")
+        body = status_json(controller, stats, 5.0)
+        assert body == bytes(JSONResponse(status_document(controller, stats, 5.0)).body)
+        assert b'"bypassed":{"schema":1}' in body and b'"reason":"upgrade"' in body
+
+    asyncio.run(check())
