@@ -1,0 +1,44 @@
+"""Fleet mode: one mode for many instances, with a fleet-wide drain barrier.
+
+The logic (epochs, the barrier, who completes, what an instance does when it loses the
+engine) is here, framework-free; the engine that holds the shared state is a port
+(:class:`FleetEngine`), implemented over Redis in the adapters and in memory for tests.
+"""
+
+from __future__ import annotations
+
+from .barrier import NOT_REPORTED, Barrier, barrier, completion, draining_to, switch_state
+from .engine import FleetEngine, FleetEngineUnavailable
+from .fake import InMemoryFleetEngine
+from .member import FleetMember
+from .node import GateNode, LocalDrain, LocalNode
+from .records import (
+    DrainReport,
+    FleetOutcome,
+    FleetRecord,
+    FleetState,
+    Heartbeat,
+    ReportOutcome,
+)
+
+__all__ = [
+    "NOT_REPORTED",
+    "Barrier",
+    "DrainReport",
+    "FleetEngine",
+    "FleetEngineUnavailable",
+    "FleetMember",
+    "FleetOutcome",
+    "FleetRecord",
+    "FleetState",
+    "GateNode",
+    "Heartbeat",
+    "InMemoryFleetEngine",
+    "LocalDrain",
+    "LocalNode",
+    "ReportOutcome",
+    "barrier",
+    "completion",
+    "draining_to",
+    "switch_state",
+]

@@ -1,0 +1,80 @@
+"""The fleet engine port: where the fleet state lives, shared by every instance.
+
+The engine is dumb storage with two guarantees: a compare-and-set of the fleet state on its
+epoch (the only way the state changes, so that of two concurrent changes exactly one wins),
+and keys that expire (heartbeats). Everything else (epochs, the barrier, who completes,
+what to do when the engine is lost) is the fleet logic's, in :mod:`.member`.
+
+Every method raises :class:`FleetEngineUnavailable` when the engine cannot be reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from ..errors import StoreError
+from .records import DrainReport, FleetRecord, FleetState, Heartbeat
+
+__all__ = ["FleetEngine", "FleetEngineUnavailable"]
+
+
+class FleetEngineUnavailable(StoreError):
+    """The fleet engine cannot be reached (or answered nonsense); ``reason`` says why.
+
+    A :class:`StoreError`: a mode change refused for it answers like a store failure (503,
+    5033), and its description names the fleet engine.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the fleet engine is unreachable ({reason}); mode changes are refused")
+
+
+class FleetEngine(Protocol):
+    async def load(self) -> FleetState | None:
+        """The fleet state, or None when the engine holds none (new, or emptied)."""
+        ...
+
+    async def compare_and_set(
+        self, expected_epoch: int | None, state: FleetState, record: FleetRecord | None = None
+    ) -> bool:
+        """Write ``state`` if the stored epoch is ``expected_epoch`` (None: no state stored).
+
+        ``record``, if given, is appended to the fleet's capped log in the same atomic step:
+        only the winner of a compare-and-set writes a record. Wakes the subscribers.
+        """
+        ...
+
+    async def beat(self, heartbeat: Heartbeat, ttl: float) -> None:
+        """Keep ``heartbeat`` for ``ttl`` seconds (replacing the instance's previous one)."""
+        ...
+
+    async def leave(self, instance: str) -> None:
+        """Remove the instance's heartbeat at once (a clean stop)."""
+        ...
+
+    async def members(self) -> list[Heartbeat]:
+        """The live instances: those whose heartbeat has not expired."""
+        ...
+
+    async def report(self, report: DrainReport) -> None:
+        """Keep ``report`` for its epoch (idempotent: a repeat replaces it). Wakes subscribers."""
+        ...
+
+    async def reports(self, epoch: int) -> dict[str, DrainReport]:
+        """The reports kept for ``epoch``, by instance."""
+        ...
+
+    async def records(self, limit: int = 50) -> list[FleetRecord]:
+        """Up to ``limit`` fleet records, newest first."""
+        ...
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` (on the event loop) when the state or a report may have changed.
+
+        Only a hint to look early: a missed wake-up costs a period, never correctness.
+        """
+        ...
+
+    async def close(self) -> None: ...

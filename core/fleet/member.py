@@ -1,0 +1,591 @@
+"""One instance of a fleet: follows the fleet state, drains, reports, completes barriers.
+
+Each instance runs a :class:`FleetMember` over its :class:`~.node.LocalNode` and the shared
+:class:`~.engine.FleetEngine`. A round (:meth:`FleetMember.sync`) reads the fleet state and
+brings the local side in line with it:
+
+- a new draining epoch: the local gate enters the draining state (the same 503s as a local
+  switch) and stays there until the fleet completes, whatever the local drain does;
+- the local drain ended (drained, or its deadline passed): report it for that epoch;
+- every live instance reported, or the deadline passed: complete the switch by a
+  compare-and-set to the next epoch (any instance may; exactly one wins), with the record;
+- a steady state: settle the local side in it (saved, then admitted under, then audited).
+
+Rounds run every ``period`` seconds and whenever the engine or the local drain wakes the
+member. Admission never waits for any of this: the gate is local.
+
+Losing the engine: the member keeps the last fleet state it knew (a draining gate stays
+draining: it never admits a request in a mode the fleet may have left), refuses switches
+with :class:`~.engine.FleetEngineUnavailable`, and reconciles at the first round that reaches
+the engine again. An engine that comes back without a fleet state is re-seeded with what the
+member knew (a compare-and-set on the absent state: one instance writes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ..errors import ModeChangeRolledBack, SwitchInProgress
+from ..machine import TimeoutPolicy, Trigger
+from ..modes import Mode, State, parse_mode
+from ..records import Outcome, TransitionRecord, utc_now
+from .barrier import barrier, completion, switch_state
+from .engine import FleetEngine, FleetEngineUnavailable
+from .node import LocalDrain, LocalNode
+from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, Heartbeat, ReportOutcome
+
+__all__ = ["FleetMember"]
+
+_log = structlog.get_logger("servermode.fleet")
+
+# How a completed fleet switch is recorded in each instance's local history.
+_LOCAL_OUTCOME = {
+    FleetOutcome.COMPLETED: (Outcome.COMPLETED, Trigger.DRAINED),
+    FleetOutcome.FORCED: (Outcome.FORCED, Trigger.DRAIN_TIMED_OUT),
+    FleetOutcome.ROLLED_BACK: (Outcome.ROLLED_BACK, Trigger.DRAIN_TIMED_OUT),
+}
+
+
+@dataclass(slots=True)
+class _Following:
+    """The fleet drain this instance follows: its epoch, its local drain, its report."""
+
+    fleet: FleetState
+    drain: LocalDrain
+    report: DrainReport | None = None
+    client: str | None = None
+    request_id: str | None = None
+    waiters: list[asyncio.Future[TransitionRecord]] = field(default_factory=list)
+
+    @property
+    def epoch(self) -> int:
+        return self.fleet.epoch
+
+
+class FleetMember:
+    """The fleet logic of one instance.
+
+    Parameters:
+        engine: the shared fleet engine.
+        node: this instance's local side.
+        instance: this instance's name in the fleet (unique: host and pid by default).
+        initial_mode: the mode a fleet seeded by this instance starts in.
+        drain_timeout: seconds a switch started here gives the fleet to drain.
+        timeout_policy: what a switch started here does at its deadline (fleet-wide).
+        heartbeat_ttl: seconds a heartbeat lives; an instance silent longer is left out.
+        period: seconds between rounds when nothing wakes the member.
+        report_grace: seconds past the deadline the barrier still waits for live instances'
+            timed-out reports (so that the record names their stragglers).
+        clock: the wall clock (seconds); deadlines are wall-clock instants.
+    """
+
+    def __init__(
+        self,
+        engine: FleetEngine,
+        node: LocalNode,
+        *,
+        instance: str,
+        initial_mode: Mode | str = Mode.PRODUCTION,
+        drain_timeout: float = 60.0,
+        timeout_policy: TimeoutPolicy | str = TimeoutPolicy.FORCE,
+        heartbeat_ttl: float = 5.0,
+        period: float = 0.5,
+        report_grace: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if heartbeat_ttl <= period:
+            raise ValueError(f"heartbeat_ttl ({heartbeat_ttl}) must exceed period ({period})")
+        self.engine = engine
+        self.node = node
+        self.instance = instance
+        self.initial_mode = parse_mode(initial_mode)
+        self.drain_timeout = float(drain_timeout)
+        self.timeout_policy = TimeoutPolicy(timeout_policy)
+        self.heartbeat_ttl = heartbeat_ttl
+        self.period = period
+        self.report_grace = period if report_grace is None else report_grace
+        self.clock = clock
+        #: The last fleet state read from the engine (what the instance serves under).
+        self.known: FleetState | None = None
+        #: Why the engine is unreachable, or None while it answers.
+        self.lost: str | None = None
+        self.lost_since: float | None = None
+        #: The live instances as last read.
+        self.members: list[Heartbeat] = []
+        self._following: _Following | None = None
+        self._since = clock()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._rounds = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> FleetState:
+        """Join the fleet: read (or seed) the fleet state and follow it, before any request.
+
+        Raises FleetEngineUnavailable when the engine cannot be reached: an instance that does
+        not know the fleet's mode must not admit anything.
+        """
+        async with self._lock:
+            fleet = await self.engine.load()
+            if fleet is None:
+                fleet = await self._reseed()
+            await self._follow(fleet)
+            self.members = await self.engine.members()
+            await self._beat()
+        self.engine.subscribe(self._wake.set)
+        _log.info("fleet_joined", instance=self.instance, epoch=fleet.epoch, state=fleet.state)
+        return fleet
+
+    def run_in_background(self) -> None:
+        """Run rounds every period (and on wake-ups) until :meth:`stop`."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._next_wait())
+            self._wake.clear()
+            try:
+                await self.sync()
+            except Exception:  # a round must never end the loop; the next one retries
+                _log.exception("fleet_round_failed", instance=self.instance)
+
+    def _next_wait(self) -> float:
+        # Wake at a drain's deadline rather than up to a period after it.
+        following = self._following
+        if following is not None and following.report is None:
+            deadline = following.fleet.deadline or 0.0
+            return max(0.0, min(self.period, deadline - self.clock()))
+        return self.period
+
+    async def stop(self) -> None:
+        """Stop the rounds and leave the fleet (the barrier stops waiting for this instance)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(FleetEngineUnavailable):
+            await self.engine.leave(self.instance)
+
+    # -- one round -------------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Read the fleet state and act on it; never raises for a lost engine."""
+        async with self._lock:
+            self._rounds += 1
+            try:
+                fleet = await self.engine.load()
+                if fleet is None:
+                    fleet = await self._reseed()
+                self._reached()
+                await self._follow(fleet)
+                if fleet.is_draining:
+                    await self._report(fleet)
+                    await self._beat()
+                    self.members = await self.engine.members()
+                    await self._complete_if_due(fleet)
+                else:
+                    await self._beat()
+                    if self._rounds % 4 == 0:  # a view for status pages; the barrier reads its own
+                        self.members = await self.engine.members()
+            except FleetEngineUnavailable as exc:
+                self._lose(exc.reason)
+
+    def _reached(self) -> None:
+        if self.lost is not None:
+            _log.warning(
+                "fleet_engine_back",
+                instance=self.instance,
+                lost_for=round(self.clock() - (self.lost_since or self.clock()), 3),
+            )
+            self.lost = self.lost_since = None
+
+    def _lose(self, reason: str) -> None:
+        if self.lost is None:
+            _log.warning(
+                "fleet_engine_lost",
+                instance=self.instance,
+                reason=reason,
+                serving=str(self.node.state),
+            )
+            self.lost_since = self.clock()
+        self.lost = reason
+
+    async def _reseed(self) -> FleetState:
+        """Write the fleet state back into an engine that holds none (or seed a new fleet)."""
+        now = self.clock()
+        known = self.known
+        if known is None:
+            state = FleetState(
+                epoch=1, state=self.initial_mode.state, since=now, policy=self.timeout_policy
+            )
+            record = FleetRecord(
+                epoch=1,
+                from_state=state.state,
+                to_state=state.state,
+                outcome=FleetOutcome.INITIALIZED,
+                at=now,
+                completed_by=self.instance,
+            )
+        else:
+            state = known if known.is_draining else known.but(outcome=FleetOutcome.RESEEDED)
+            record = FleetRecord(
+                epoch=known.epoch,
+                from_state=known.state,
+                to_state=known.state,
+                outcome=FleetOutcome.RESEEDED,
+                at=now,
+                target=known.target,
+                completed_by=self.instance,
+                reason=f"the engine held no fleet state; {self.instance} wrote back epoch "
+                f"{known.epoch} as it knew it",
+            )
+        if await self.engine.compare_and_set(None, state, record):
+            _log.warning(
+                "fleet_seeded", instance=self.instance, outcome=record.outcome, epoch=state.epoch
+            )
+            return state
+        loaded = await self.engine.load()
+        if loaded is None:  # emptied again between the two calls: try at the next round
+            raise FleetEngineUnavailable("the fleet state vanished while being re-seeded")
+        return loaded
+
+    async def _beat(self) -> None:
+        known = self.known
+        following = self._following
+        report = following.report if following is not None else None
+        await self.engine.beat(
+            Heartbeat(
+                instance=self.instance,
+                epoch=known.epoch if known else 0,
+                state=self.node.state,
+                in_flight=self.node.in_flight(),
+                since=self._since,
+                at=self.clock(),
+                reported=str(report.outcome) if report is not None else None,
+            ),
+            self.heartbeat_ttl,
+        )
+
+    # -- following the fleet ---------------------------------------------------------------
+
+    async def _follow(self, fleet: FleetState) -> None:
+        """Bring the local side in line with ``fleet``."""
+        self.known = fleet
+        following = self._following
+        if fleet.is_draining:
+            if following is not None and following.epoch == fleet.epoch:
+                return
+            if following is not None:  # a drain whose end this instance never saw
+                await self._settle(following, fleet.mode.state, None)
+            assert fleet.deadline is not None
+            drain = self.node.enter_drain(fleet.state, fleet.deadline - self.clock())
+            drain.drained.add_done_callback(lambda _: self._wake.set())
+            self._following = _Following(fleet, drain)
+            self._since = self.clock()
+            _log.info(
+                "fleet_drain_followed",
+                instance=self.instance,
+                epoch=fleet.epoch,
+                state=fleet.state,
+                in_flight=drain.in_flight,
+            )
+            return
+        if following is not None:
+            await self._settle(following, fleet.state, fleet)
+        elif self.node.state is not fleet.state:
+            record = TransitionRecord(
+                from_state=self.node.state,
+                to_state=fleet.state,
+                trigger=None,
+                target_mode=fleet.mode,
+                outcome=Outcome.RECOVERED,
+                at=utc_now(),
+                actor=self.instance,
+                reason=f"following the fleet (epoch {fleet.epoch}, {fleet.outcome})",
+            )
+            await self.node.settle(fleet.state, record)
+            self._since = self.clock()
+
+    async def _settle(
+        self, following: _Following, state: State, fleet: FleetState | None
+    ) -> TransitionRecord:
+        """End the followed drain in steady ``state``; ``fleet`` is its completion, if seen."""
+        self._following = None
+        completed = fleet is not None and fleet.epoch == following.epoch + 1
+        outcome, trigger = (
+            _LOCAL_OUTCOME.get(fleet.outcome, (Outcome.RECOVERED, Trigger.RECOVER))
+            if completed and fleet is not None
+            else (Outcome.RECOVERED, Trigger.RECOVER)
+        )
+        drain = following.drain
+        report = following.report
+        followed = following.fleet
+        assert followed.target is not None
+        record = TransitionRecord(
+            from_state=drain.source,
+            to_state=state,
+            trigger=trigger.value,
+            target_mode=followed.target,
+            outcome=outcome,
+            at=utc_now(),
+            duration_ms=max(0.0, (self.clock() - drain.started) * 1000),
+            actor=followed.actor,
+            client=following.client,
+            request_id=following.request_id,
+            reason=followed.reason,
+            in_flight=drain.in_flight,
+            stragglers=dict(report.stragglers) if report else {},
+            closed=drain.closed,
+        )
+        try:
+            stored = await self.node.settle(state, record)
+        except BaseException as exc:
+            for waiter in following.waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
+        self._since = self.clock()
+        for waiter in following.waiters:
+            if not waiter.done():
+                waiter.set_result(stored)
+        return stored
+
+    async def _report(self, fleet: FleetState) -> None:
+        """Report the local drain of ``fleet``'s epoch once it ended (again each round)."""
+        following = self._following
+        assert following is not None and following.epoch == fleet.epoch
+        if following.report is None:
+            now = self.clock()
+            assert fleet.deadline is not None
+            if following.drain.drained.done():
+                following.report = DrainReport(
+                    self.instance, fleet.epoch, ReportOutcome.DRAINED, now
+                )
+            elif now >= fleet.deadline:
+                following.report = DrainReport(
+                    self.instance,
+                    fleet.epoch,
+                    ReportOutcome.TIMED_OUT,
+                    now,
+                    stragglers=self.node.outgoing(fleet.state),
+                )
+            else:
+                return
+            _log.info(
+                "fleet_drain_reported",
+                instance=self.instance,
+                epoch=fleet.epoch,
+                outcome=following.report.outcome,
+                stragglers=following.report.stragglers,
+            )
+        # Reports are idempotent: repeating it each round survives an engine that lost it.
+        await self.engine.report(following.report)
+
+    async def _complete_if_due(self, fleet: FleetState) -> None:
+        now = self.clock()
+        reports = await self.engine.reports(fleet.epoch)
+        where = barrier(fleet, self.members, reports, now - self.report_grace)
+        if not where.complete:
+            return
+        steady, record = completion(fleet, where, now=now, completed_by=self.instance)
+        if not await self.engine.compare_and_set(fleet.epoch, steady, record):
+            self._wake.set()  # someone else completed it (or moved on): read it at once
+            return
+        _log.info(
+            "fleet_switch_completed",
+            instance=self.instance,
+            epoch=fleet.epoch,
+            outcome=record.outcome,
+            instances=record.instances,
+            expired=list(record.expired),
+        )
+        await self._follow(steady)
+
+    # -- switching -------------------------------------------------------------------------
+
+    async def switch(
+        self,
+        mode: Mode | str,
+        *,
+        actor: str | None = None,
+        client: str | None = None,
+        request_id: str | None = None,
+        reason: str | None = None,
+    ) -> TransitionRecord:
+        """Switch the whole fleet to ``mode``; return this instance's record once complete.
+
+        Raises SwitchInProgress while the fleet drains (another switch won), FleetEngineUnavailable
+        when the engine cannot be reached (nothing changed) or stopped answering before the
+        switch completed, ModeChangeRolledBack when the deadline rolled the fleet back.
+        """
+        target = parse_mode(mode)
+        refused = dict(actor=actor, client=client, request_id=request_id, reason=reason)
+        async with self._lock:
+            if self.lost is not None:
+                await self._refuse(target, **refused)
+                raise FleetEngineUnavailable(self.lost)
+            try:
+                fleet = await self.engine.load()
+                if fleet is None:
+                    fleet = await self._reseed()
+                await self._follow(fleet)
+                if not fleet.is_draining and fleet.mode is target:
+                    return await self._noop(target, **refused)
+                won = False
+                if not fleet.is_draining:
+                    members = await self.engine.members()
+                    started = switch_state(
+                        fleet,
+                        target,
+                        now=self.clock(),
+                        drain_timeout=self.drain_timeout,
+                        policy=self.timeout_policy,
+                        starter=self.instance,
+                        members=[m.instance for m in members] + [self.instance],
+                        actor=actor,
+                        reason=reason,
+                    )
+                    won = await self.engine.compare_and_set(fleet.epoch, started, None)
+                if not won:
+                    # Another switch is under way (or just won): follow it, refuse this one.
+                    current = await self.engine.load()
+                    if current is not None:
+                        await self._follow(current)
+                    await self._refuse(target, **refused)
+                    raise SwitchInProgress(self._draining_state(current), self._retry_after())
+            except FleetEngineUnavailable as exc:
+                self._lose(exc.reason)
+                await self._refuse(target, **refused)
+                raise
+            _log.info(
+                "fleet_switch_started",
+                instance=self.instance,
+                epoch=started.epoch,
+                target=target,
+                members=list(started.members),
+                deadline=started.deadline,
+            )
+            await self._follow(started)
+            following = self._following
+            assert following is not None
+            following.client, following.request_id = client, request_id
+            waiter: asyncio.Future[TransitionRecord] = asyncio.get_running_loop().create_future()
+            following.waiters.append(waiter)
+            self._wake.set()
+        assert started.deadline is not None
+        # The barrier completes by the deadline (plus a round or two); past that the engine
+        # must have gone: the answer says so, and the switch completes when it returns.
+        bound = started.deadline - self.clock() + self.report_grace + 2 * self.period + 1
+        try:
+            record = await asyncio.wait_for(asyncio.shield(waiter), max(0.0, bound))
+        except TimeoutError:
+            raise FleetEngineUnavailable(
+                f"the fleet switch to {target} (epoch {started.epoch}) was not confirmed by its "
+                f"deadline: {self.lost or 'the barrier did not complete'}; it completes when "
+                f"the engine answers again"
+            ) from None
+        if record.outcome is Outcome.ROLLED_BACK:
+            raise ModeChangeRolledBack(
+                record,
+                f"the fleet drain timed out after {self.drain_timeout:g}s with requests still "
+                f"in flight; the fleet stays in {record.to_state.mode} mode",
+            )
+        return record
+
+    def _draining_state(self, fleet: FleetState | None) -> State:
+        if fleet is not None and fleet.is_draining:
+            return fleet.state
+        return self.node.state
+
+    def _retry_after(self) -> int:
+        known = self.known
+        if known is None or known.deadline is None:
+            return 1
+        return max(1, int(known.deadline - self.clock() + 0.999))
+
+    async def _refuse(self, target: Mode, **context: Any) -> TransitionRecord:
+        state = self.node.state
+        return await self.node.note(
+            TransitionRecord(
+                from_state=state,
+                to_state=state,
+                trigger=f"start_{target.value}",
+                target_mode=target,
+                outcome=Outcome.REFUSED,
+                at=utc_now(),
+                **context,
+            )
+        )
+
+    async def _noop(self, target: Mode, **context: Any) -> TransitionRecord:
+        state = self.node.state
+        return await self.node.note(
+            TransitionRecord(
+                from_state=state,
+                to_state=state,
+                trigger=None,
+                target_mode=target,
+                outcome=Outcome.NOOP,
+                at=utc_now(),
+                **context,
+            )
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def records(self, limit: int = 50) -> list[FleetRecord]:
+        return await self.engine.records(limit)
+
+    def view(self) -> dict[str, Any]:
+        """The fleet as this instance last saw it, JSON-ready (no engine call)."""
+        known = self.known
+        following = self._following
+        live = sorted(self.members, key=lambda beat: beat.instance)
+        view: dict[str, Any] = {
+            "instance": self.instance,
+            "engine": "lost" if self.lost is not None else "connected",
+            "epoch": known.epoch if known else None,
+            "state": str(known.state) if known else None,
+            "mode": str(known.mode) if known else None,
+            "instances": [
+                {
+                    "instance": beat.instance,
+                    "epoch": beat.epoch,
+                    "state": str(beat.state),
+                    "in_flight": beat.in_flight,
+                    "since": beat.since,
+                    "seen": beat.at,
+                    "reported": beat.reported,
+                }
+                for beat in live
+            ],
+        }
+        if self.lost is not None:
+            view["engine_error"] = self.lost
+            view["engine_lost_since"] = self.lost_since
+        if known is not None and known.is_draining:
+            view.update(
+                target=str(known.target),
+                deadline=known.deadline,
+                starter=known.starter,
+                not_drained=sorted(
+                    beat.instance
+                    for beat in live
+                    if beat.epoch < known.epoch or beat.reported is None
+                ),
+            )
+        if following is not None and following.report is not None:
+            view["reported"] = str(following.report.outcome)
+        return view
