@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test soak lint typecheck pytest diagrams bench clean
+.PHONY: serve test soak lint typecheck pytest redis-server fleet diagrams bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +35,16 @@ typecheck: $(STAMP)
 	cd build/typed && MYPYPATH=. ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p servermode.core -p servermode.adapters
 	MYPYPATH=build/typed $(VENV)/bin/mypy --config-file pyproject.toml -p bench
 
-pytest: $(STAMP)
+# The fleet tests start redis-server processes of their own (never a shared server).
+redis-server:
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+
+pytest: $(STAMP) redis-server
 	$(PY) -m pytest
 
 # The long reliability runs (README "Reliability"): bounded by SOAK_TIMEOUT seconds in all.
 SOAK_TIMEOUT ?= 1500
-soak: $(STAMP)
+soak: $(STAMP) redis-server
 	timeout $(SOAK_TIMEOUT) $(PY) -m pytest tests/reliability -m soak
 
 diagrams: $(STAMP)
