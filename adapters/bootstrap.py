@@ -9,11 +9,14 @@ GateMiddleware(controller, rules)           classify, admit, count; starts the c
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from servermode.core import CONTEXT_SERVICES, ModeController
+from servermode.core.fleet import FleetController
 from starlette.routing import Route
 from starlette.types import ASGIApp
 from uvicorn.importer import ImportFromStringError, import_from_string
@@ -27,8 +30,16 @@ from .http.dispatch import AdminDispatch
 from .http.middleware import GateMiddleware
 from .http.stats import RequestStats
 from .store.factory import open_store
+from .store.redis import RedisFleetEngine
 
-__all__ = ["Service", "build_service", "load_app", "load_rules"]
+__all__ = [
+    "Service",
+    "build_controller",
+    "build_service",
+    "default_instance_id",
+    "load_app",
+    "load_rules",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +49,7 @@ class Service:
     app: ASGIApp
     controller: ModeController
     stats: RequestStats
+    instance: str | None = None  # the instance's name in its fleet, None without a fleet
 
 
 def load_app(spec: str) -> ASGIApp:
@@ -69,14 +81,7 @@ def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
         rules.check(CONTEXT_SERVICES)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
-    controller = ModeController(
-        open_store(settings.state),
-        policy=CONTEXT_SERVICES,
-        initial_mode=settings.initial_mode,
-        drain_timeout=settings.drain_timeout,
-        timeout_policy=settings.timeout_policy,
-        refusal_retry_after=settings.retry_after,
-    )
+    controller = build_controller(settings)
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (
@@ -93,4 +98,34 @@ def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
     )
     paths = [route.path for route in admin.routes if isinstance(route, Route)]
     gated = GateMiddleware(AdminDispatch(admin, app, paths), controller, rules, stats)
-    return Service(app=gated, controller=controller, stats=stats)
+    instance = controller.instance if isinstance(controller, FleetController) else None
+    return Service(app=gated, controller=controller, stats=stats, instance=instance)
+
+
+def default_instance_id() -> str:
+    """``host:pid``: unique among the instances of a fleet, and says where to look."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_controller(settings: Settings) -> ModeController:
+    """One process's controller, or (with ``--fleet``) an instance of a fleet on Redis."""
+    options: dict[str, Any] = {
+        "policy": CONTEXT_SERVICES,
+        "initial_mode": settings.initial_mode,
+        "drain_timeout": settings.drain_timeout,
+        "timeout_policy": settings.timeout_policy,
+        "refusal_retry_after": settings.retry_after,
+    }
+    store = open_store(settings.state)
+    if settings.fleet is None:
+        return ModeController(store, **options)
+    engine = RedisFleetEngine(settings.fleet, prefix=settings.fleet_prefix)
+    instance = settings.instance_id or default_instance_id()
+    return FleetController(
+        engine,
+        store,
+        instance=instance,
+        heartbeat_ttl=settings.fleet_heartbeat_ttl,
+        period=settings.fleet_period,
+        **options,
+    )

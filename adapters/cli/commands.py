@@ -119,6 +119,21 @@ def main() -> None:
     is_flag=True,
     help=f"Allow a non-loopback address without an admin token {_env('insecure')}.",
 )
+@click.option(
+    "--fleet",
+    metavar="redis://HOST:PORT/DB",
+    help=f"Share the mode with a fleet of instances through this Redis {_env('fleet')}.",
+)
+@click.option(
+    "--fleet-prefix",
+    metavar="PREFIX",
+    help=f"Key prefix of the fleet in Redis [{DEFAULTS.fleet_prefix}] {_env('fleet_prefix')}.",
+)
+@click.option(
+    "--instance-id",
+    metavar="NAME",
+    help=f"This instance's name in the fleet [host:pid] {_env('instance_id')}.",
+)
 @click.option("--log-level", help=f"[{DEFAULTS.log_level}] {_env('log_level')}.")
 @click.option(
     "--log-format",
@@ -153,6 +168,7 @@ def serve(
         url=f"http://{settings.host}:{settings.port}",
         app=settings.app or "demo",
         state=settings.state,
+        fleet=service.instance,
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
         admin_token=settings.admin_token is not None,

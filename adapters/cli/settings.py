@@ -16,6 +16,7 @@ from typing import Any
 from servermode.core import InvalidMode, TimeoutPolicy, parse_mode
 
 from ..store.factory import DEFAULT_STATE
+from ..store.redis import check_fleet_url
 from .logging import LOG_LEVELS
 
 __all__ = [
@@ -54,6 +55,11 @@ class Settings:
     insecure: bool = False
     log_level: str = "info"
     log_format: str = "auto"
+    fleet: str | None = None  # redis://HOST:PORT/DB of the fleet's Redis; None: one process
+    fleet_prefix: str = "servermode"  # key prefix, so that several fleets share one Redis
+    instance_id: str | None = None  # this instance's name in the fleet; None: host:pid
+    fleet_period: float = 0.5  # seconds between an instance's reads of the fleet state
+    fleet_heartbeat_ttl: float = 5.0  # seconds a silent instance stays in the barrier
     admin_token: str | None = field(default=None, repr=False)
     read_token: str | None = field(default=None, repr=False)
 
@@ -77,6 +83,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retry_after": int,
     "demo_delay": float,
     "body_timeout": float,
+    "fleet_period": float,
+    "fleet_heartbeat_ttl": float,
     "insecure": _parse_bool,
 }
 
@@ -143,6 +151,24 @@ def _validated(settings: Settings) -> Settings:
         settings = replace(settings, initial_mode=parse_mode(settings.initial_mode).value)
     except InvalidMode as exc:
         problems.append(f"initial mode must be production or maintenance, not {exc.value!r}")
+    if settings.fleet is not None:
+        try:
+            check_fleet_url(settings.fleet)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if not 0.01 <= settings.fleet_period <= 60:
+        problems.append(f"fleet period must be 0.01 to 60 seconds, not {settings.fleet_period:g}")
+    if not 2 * settings.fleet_period <= settings.fleet_heartbeat_ttl <= 3600:
+        problems.append(
+            f"fleet heartbeat TTL must be at least twice the period and at most 3600 seconds, "
+            f"not {settings.fleet_heartbeat_ttl:g}"
+        )
+    if not settings.fleet_prefix or not settings.fleet_prefix.isprintable():
+        problems.append(f"fleet prefix must be printable, not {settings.fleet_prefix!r}")
+    if settings.instance_id is not None and (
+        not settings.instance_id.strip() or not settings.instance_id.isprintable()
+    ):
+        problems.append(f"instance id must be printable, not {settings.instance_id!r}")
     if settings.log_level.lower() not in LOG_LEVELS:
         problems.append(
             f"log level must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}"

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from servermode.core import InvalidMode, ModeController, ServerModeError, State, parse_mode
+from servermode.core.fleet import FleetController
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,7 +28,7 @@ from .auth import AuthError, Role, TokenAuth
 from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .problems import ERROR_HANDLERS, Problem, problem_for_exception, problem_response
 from .stats import RequestStats, stats_for
-from .status import status_document
+from .status import fleet_document, status_document
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -95,6 +96,7 @@ class AdminRoutes:
             Route("/server/mode", self.set_mode, methods=["POST"]),
             Route("/server/status", self.status, methods=["GET"]),
             Route("/server/transitions", self.transitions, methods=["GET"]),
+            Route("/server/fleet", self.fleet, methods=["GET"]),
             Route("/health/live", self.live, methods=["GET"]),
             Route("/health/ready", self.ready, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
@@ -160,6 +162,33 @@ class AdminRoutes:
             headers={"Cache-Control": "no-store"},
         )
 
+    async def fleet(self, request: Request) -> Response:
+        """The fleet's instances (as last read) and its recent records (read from the engine)."""
+        try:
+            self.auth.require(request.headers.get("authorization"), Role.READER)
+            limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
+        except (AuthError, _BadRequest) as bad:
+            return self._refuse(request, bad)
+        controller = self.controller
+        if not isinstance(controller, FleetController):
+            return problem_response(
+                request.scope,
+                Problem.NOT_FOUND,
+                "this service runs alone: start it with --fleet to share its mode with a fleet",
+            )
+        try:
+            records = await controller.fleet.records(limit)
+        except ServerModeError as exc:
+            problem, description, headers = problem_for_exception(exc)
+            return problem_response(request.scope, problem, description, headers)
+        return JSONResponse(
+            {
+                "fleet": fleet_document(controller),
+                "records": [record.to_dict() for record in records],
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
     async def live(self, request: Request) -> Response:
         return JSONResponse({"status": "live"})
 
@@ -167,6 +196,9 @@ class AdminRoutes:
         """Ready means taking normal traffic: production, and no switch under way."""
         state = self.controller.state
         body = {"mode": state.mode.value, "state": state.value}
+        if isinstance(self.controller, FleetController):
+            # Serving under the last fleet state known; said here so that monitoring sees it.
+            body["fleet"] = "lost" if self.controller.fleet.lost is not None else "connected"
         if state is State.PRODUCTION:
             return JSONResponse({"status": "ready", **body})
         retry = str(self.controller.retry_after())

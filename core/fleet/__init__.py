@@ -8,6 +8,7 @@ engine) is here, framework-free; the engine that holds the shared state is a por
 from __future__ import annotations
 
 from .barrier import NOT_REPORTED, Barrier, barrier, completion, draining_to, switch_state
+from .controller import FleetController
 from .engine import FleetEngine, FleetEngineUnavailable
 from .fake import InMemoryFleetEngine
 from .member import FleetMember
@@ -25,6 +26,7 @@ __all__ = [
     "NOT_REPORTED",
     "Barrier",
     "DrainReport",
+    "FleetController",
     "FleetEngine",
     "FleetEngineUnavailable",
     "FleetMember",

@@ -126,6 +126,11 @@ class FleetMember:
         self._task: asyncio.Task[None] | None = None
         self._rounds = 0
 
+    @property
+    def since(self) -> float:
+        """When the local side entered the state it is in (wall clock)."""
+        return self._since
+
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> FleetState:
@@ -433,13 +438,12 @@ class FleetMember:
         target = parse_mode(mode)
         refused = dict(actor=actor, client=client, request_id=request_id, reason=reason)
         async with self._lock:
-            if self.lost is not None:
-                await self._refuse(target, **refused)
-                raise FleetEngineUnavailable(self.lost)
+            # Asked while the engine was lost, this is the first look since: it may be back.
             try:
                 fleet = await self.engine.load()
                 if fleet is None:
                     fleet = await self._reseed()
+                self._reached()
                 await self._follow(fleet)
                 if not fleet.is_draining and fleet.mode is target:
                     return await self._noop(target, **refused)
