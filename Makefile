@@ -49,8 +49,27 @@ soak: $(STAMP) redis-server
 
 diagrams: $(STAMP)
 	$(PY) -c "from servermode.core.diagram import write; write('diagrams')"
+	$(PY) -c "from servermode.core.fleet.diagram import write_barrier; write_barrier('diagrams')"
 	command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz)
 	dot -Tsvg diagrams/server_mode.dot -o diagrams/server_mode.svg
+
+# A fleet to try by hand (README "Fleet mode"): a Redis on 127.0.0.1:$(FLEET_REDIS_PORT) keeping
+# its data in var/fleet (append-only file), and three instances on ports $(FLEET_PORT) and the
+# two after it, named instance-0..2. Ctrl-C stops them all.
+FLEET_REDIS_PORT ?= 6390
+FLEET_PORT ?= 8081
+fleet: $(STAMP) redis-server
+	mkdir -p var/fleet
+	trap 'kill $$(jobs -p) 2>/dev/null' INT TERM EXIT; \
+	redis-server --bind 127.0.0.1 --port $(FLEET_REDIS_PORT) --dir var/fleet --save '' \
+		--appendonly yes --appendfsync everysec --loglevel warning & \
+	sleep 0.5; \
+	for i in 0 1 2; do \
+		SERVERMODE_FLEET=redis://127.0.0.1:$(FLEET_REDIS_PORT)/0 SERVERMODE_INSTANCE_ID=instance-$$i \
+		SERVERMODE_STATE=var/fleet/instance-$$i.db \
+		$(PY) -m servermode.adapters.cli serve --port $$(($(FLEET_PORT) + i)) & \
+	done; \
+	wait
 
 # Benchmarks (not part of `make test`; tests/bench runs each with --quick): every script
 # prints its figures against a baseline from the same run and writes them to bench/results.

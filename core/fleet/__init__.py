@@ -7,7 +7,16 @@ engine) is here, framework-free; the engine that holds the shared state is a por
 
 from __future__ import annotations
 
-from .barrier import NOT_REPORTED, Barrier, barrier, completion, draining_to, switch_state
+from .barrier import (
+    COMPLETIONS,
+    NOT_REPORTED,
+    Barrier,
+    End,
+    barrier,
+    completion,
+    draining_to,
+    switch_state,
+)
 from .controller import FleetController
 from .engine import FleetEngine, FleetEngineUnavailable
 from .fake import InMemoryFleetEngine
@@ -23,9 +32,11 @@ from .records import (
 )
 
 __all__ = [
+    "COMPLETIONS",
     "NOT_REPORTED",
     "Barrier",
     "DrainReport",
+    "End",
     "FleetController",
     "FleetEngine",
     "FleetEngineUnavailable",

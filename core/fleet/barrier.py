@@ -10,15 +10,42 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from ..machine import TimeoutPolicy
 from ..modes import Mode, State
 from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, Heartbeat, ReportOutcome
 
-__all__ = ["NOT_REPORTED", "Barrier", "barrier", "completion", "draining_to", "switch_state"]
+__all__ = [
+    "COMPLETIONS",
+    "NOT_REPORTED",
+    "Barrier",
+    "End",
+    "barrier",
+    "completion",
+    "draining_to",
+    "switch_state",
+]
 
 #: The outcome named in a record for a live instance that had not reported at the deadline.
 NOT_REPORTED = "not_reported"
+
+
+class End(StrEnum):
+    """Where a completed switch leaves the fleet."""
+
+    TARGET = "target"  # the mode the switch asked for
+    SOURCE = "source"  # the mode it was leaving
+
+
+#: How a switch completes: (did anyone time out or not report by the deadline?, the switch's
+#: timeout policy) -> (outcome, where the fleet ends). The barrier diagram is drawn from it.
+COMPLETIONS: dict[tuple[bool, TimeoutPolicy], tuple[FleetOutcome, End]] = {
+    (False, TimeoutPolicy.FORCE): (FleetOutcome.COMPLETED, End.TARGET),
+    (False, TimeoutPolicy.ROLLBACK): (FleetOutcome.COMPLETED, End.TARGET),
+    (True, TimeoutPolicy.FORCE): (FleetOutcome.FORCED, End.TARGET),
+    (True, TimeoutPolicy.ROLLBACK): (FleetOutcome.ROLLED_BACK, End.SOURCE),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +129,11 @@ def completion(
     if not where.complete:
         raise ValueError(f"the barrier of epoch {fleet.epoch} is still waiting: {where.waiting}")
     assert fleet.target is not None
-    timed_out = where.waiting or any(
+    timed_out = bool(where.waiting) or any(
         r.outcome is ReportOutcome.TIMED_OUT for r in where.reported.values()
     )
-    if not timed_out:
-        outcome, mode = FleetOutcome.COMPLETED, fleet.target
-    elif fleet.policy is TimeoutPolicy.FORCE:
-        outcome, mode = FleetOutcome.FORCED, fleet.target
-    else:
-        outcome, mode = FleetOutcome.ROLLED_BACK, fleet.mode
+    outcome, ends_in = COMPLETIONS[timed_out, fleet.policy]
+    mode = fleet.target if ends_in is End.TARGET else fleet.mode
     steady = FleetState(
         epoch=fleet.epoch + 1,
         state=mode.state,
