@@ -67,7 +67,7 @@ fleet: $(STAMP) redis-server
 	for i in 0 1 2; do \
 		SERVERMODE_FLEET=redis://127.0.0.1:$(FLEET_REDIS_PORT)/0 SERVERMODE_INSTANCE_ID=instance-$$i \
 		SERVERMODE_STATE=var/fleet/instance-$$i.db \
-		$(PY) -m servermode.adapters.cli serve --port $$(($(FLEET_PORT) + i)) & \
+		$(VENV)/bin/servermode serve --port $$(($(FLEET_PORT) + i)) & \
 	done; \
 	wait
 

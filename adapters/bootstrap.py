@@ -1,9 +1,13 @@
 """The composition root: settings in, a controller and the gated ASGI application out.
 
 GateMiddleware(controller, rules)           classify, admit, count; starts the controller
-  └─ AdminDispatch                          admin paths -> admin app, the rest -> the app
+  └─ AdminDispatch                          servermode's paths -> admin app, the rest -> the app
        ├─ admin_app(controller, auth)       /server/mode, /server/status, ... (Starlette)
        └─ the app: --app module:attr, or the built-in demo
+
+servermode's paths are one table (:mod:`.http.routes`), read by both the classification (in
+the rules) and the dispatch, so a request is served by servermode exactly when it is
+classified as servermode's.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from typing import Any, cast
 
 from servermode.core import CONTEXT_SERVICES, ModeController
 from servermode.core.fleet import FleetController
-from starlette.routing import Route
 from starlette.types import ASGIApp
 from uvicorn.importer import ImportFromStringError, import_from_string
 
@@ -74,11 +77,18 @@ def load_rules(path: str) -> RouteRules:
         raise SettingsError(f"route rules {path}: {exc}") from None
 
 
-def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
-    """Wire the service that ``settings`` describe; ``app`` overrides ``settings.app``."""
-    rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
+def build_service(
+    settings: Settings, app: ASGIApp | None = None, rules: RouteRules | None = None
+) -> Service:
+    """Wire the service that ``settings`` describe.
+
+    ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules``.
+    """
+    if rules is None:
+        rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
     try:
         rules.check(CONTEXT_SERVICES)
+        auth = TokenAuth(settings.admin_token, settings.read_token)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     controller = build_controller(settings)
@@ -92,12 +102,11 @@ def build_service(settings: Settings, app: ASGIApp | None = None) -> Service:
     stats = RequestStats()
     admin = admin_app(
         controller,
-        auth=TokenAuth(settings.admin_token, settings.read_token),
+        auth=auth,
         stats=stats,
         body_timeout=settings.body_timeout,
     )
-    paths = [route.path for route in admin.routes if isinstance(route, Route)]
-    gated = GateMiddleware(AdminDispatch(admin, app, paths), controller, rules, stats)
+    gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
     instance = controller.instance if isinstance(controller, FleetController) else None
     return Service(app=gated, controller=controller, stats=stats, instance=instance)
 

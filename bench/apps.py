@@ -166,8 +166,9 @@ def gated_server() -> ASGIApp:
 # -- the status document against a JSON document of the same size ---------------------------
 
 STATUS_PATH = "/server/status"
-#: Under ``/health``: the same category as the status route (``server``, not counted).
+#: An app route that a rule puts in the status route's category (``server``, not counted).
 STATIC_JSON_PATH = "/health/static"
+STATIC_JSON_RULES = RouteRules.from_table([("*", STATIC_JSON_PATH, "server")], default="service")
 
 
 def status_service() -> Service:
@@ -183,7 +184,7 @@ def status_service() -> Service:
         return JSONResponse(document, headers={"Cache-Control": "no-store"})
 
     app = Starlette(routes=[Route(STATIC_JSON_PATH, static)], exception_handlers=ERROR_HANDLERS)
-    return build_service(Settings(state=MEMORY), app=app)
+    return build_service(Settings(state=MEMORY), app=app, rules=STATIC_JSON_RULES)
 
 
 def status_server() -> ASGIApp:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 from servermode.core import TimeoutPolicy
 
+from ..http.routes import MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
 from .client import ServiceClient, ServiceError
 from .settings import (
     LOG_FORMATS,
@@ -231,7 +232,7 @@ def _fail(error: ServiceError) -> click.ClickException:
 def status(url: str, token_file: str | None, as_json: bool) -> None:
     """Print the status of a running service."""
     try:
-        document = _client(url, token_file).get("/server/status")
+        document = _client(url, token_file).get(STATUS_PATH)
     except ServiceError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -276,7 +277,7 @@ def set_mode(
 
     def post() -> None:
         try:
-            outcome["answer"] = client.post_json("/server/mode", body, timeout=timeout)
+            outcome["answer"] = client.post_json(MODE_PATH, body, timeout=timeout)
         except ServiceError as exc:
             outcome["error"] = exc
 
@@ -295,7 +296,7 @@ def set_mode(
 
 def _show_progress(client: ServiceClient) -> None:
     try:
-        document = client.get("/server/status")
+        document = client.get(STATUS_PATH)
     except ServiceError as exc:
         click.echo(f"status unavailable: {exc}", err=True)
         return
@@ -340,9 +341,7 @@ def history(
 ) -> None:
     """Print the recent mode transitions of a running service, newest first."""
     try:
-        page = _client(url, token_file).get(
-            "/server/transitions", {"limit": limit, "before": before}
-        )
+        page = _client(url, token_file).get(TRANSITIONS_PATH, {"limit": limit, "before": before})
     except ServiceError as exc:
         raise _fail(exc) from None
     records = page["transitions"]

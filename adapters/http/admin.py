@@ -1,32 +1,42 @@
 """The admin routes (Starlette): switch the mode, read status and history, health probes.
 
-``POST /server/mode`` answers only once the switch is complete (Context Services' contract):
-200, ``Location: /server/status``, body exactly ``{"server changed":"<mode>"}``. Every failure
-answers with the error body of :mod:`.errors`. The routes share the controller with the gate
-middleware, which starts it.
+Their paths are the table of :mod:`.routes`, all under ``/server/``. ``POST /server/mode``
+answers only once the switch is complete (Context Services' contract): 200,
+``Location: /server/status``, body exactly ``{"server changed":"<mode>"}``. Every failure is a
+:class:`.problems.ProblemError` (or a core error) raised where it is found and answered with
+the error body by one handler (:func:`.problems.answering_problems`). The routes share the
+controller with the gate middleware, which starts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import unicodedata
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
-import structlog
-from servermode.core import InvalidMode, ModeController, ServerModeError, State, parse_mode
+from servermode.core import InvalidMode, ModeController, State, parse_mode
 from servermode.core.fleet import FleetController
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .auth import AuthError, Role, TokenAuth
+from .auth import Role, TokenAuth
 from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
-from .problems import ERROR_HANDLERS, Problem, problem_for_exception, problem_response
+from .problems import ERROR_HANDLERS, Problem, ProblemError, answering_problems
+from .routes import (
+    FLEET_PATH,
+    LIVE_PATH,
+    MODE_PATH,
+    OPENAPI_PATH,
+    READY_PATH,
+    STATUS_PATH,
+    TRANSITIONS_PATH,
+)
 from .stats import RequestStats, stats_for
 from .status import fleet_document, status_document
 
@@ -48,20 +58,6 @@ HISTORY_LIMITS = (1, 500)
 HISTORY_DEFAULT = 50
 MAX_REASON = 500
 MAX_REQUEST_ID = 128
-
-_log = structlog.get_logger("servermode.http")
-
-
-class _BadRequest(Exception):
-    """A request the route answers with an error body instead of acting on it."""
-
-    def __init__(
-        self, problem: Problem, description: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.problem = problem
-        self.description = description
-        self.headers = dict(headers or {})
-        super().__init__(description)
 
 
 class AdminRoutes:
@@ -92,67 +88,55 @@ class AdminRoutes:
         self.body_timeout = body_timeout
 
     def routes(self) -> list[BaseRoute]:
+        """One route per path of :data:`.routes.SERVER_ROUTES` (a test keeps them equal)."""
+        endpoints: list[tuple[str, Any, str]] = [
+            (MODE_PATH, self.set_mode, "POST"),
+            (STATUS_PATH, self.status, "GET"),
+            (TRANSITIONS_PATH, self.transitions, "GET"),
+            (FLEET_PATH, self.fleet, "GET"),
+            (LIVE_PATH, self.live, "GET"),
+            (READY_PATH, self.ready, "GET"),
+            (OPENAPI_PATH, self.openapi, "GET"),
+        ]
         return [
-            Route("/server/mode", self.set_mode, methods=["POST"]),
-            Route("/server/status", self.status, methods=["GET"]),
-            Route("/server/transitions", self.transitions, methods=["GET"]),
-            Route("/server/fleet", self.fleet, methods=["GET"]),
-            Route("/health/live", self.live, methods=["GET"]),
-            Route("/health/ready", self.ready, methods=["GET"]),
-            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route(path, answering_problems(endpoint), methods=[method])
+            for path, endpoint, method in endpoints
         ]
 
     # -- endpoints -------------------------------------------------------------------------
 
     async def set_mode(self, request: Request) -> Response:
-        try:
-            principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
-            mode, reason = _parse_mode_request(await self._read_json_body(request))
-        except (AuthError, _BadRequest) as bad:
-            return self._refuse(request, bad)
+        principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
+        mode, reason = _parse_mode_request(await self._read_json_body(request))
         request_id = _request_id(request)
-        try:
-            record = await self.controller.set_mode(
-                mode,
-                actor=principal.name,
-                client=_client(request),
-                request_id=request_id,
-                reason=reason,
-            )
-        except ServerModeError as exc:
-            problem, description, headers = problem_for_exception(exc)
-            return problem_response(request.scope, problem, description, headers)
+        record = await self.controller.set_mode(
+            mode,
+            actor=principal.name,
+            client=_client(request),
+            request_id=request_id,
+            reason=reason,
+        )
         body = json.dumps({"server changed": record.to_state.mode.value}, separators=(",", ":"))
         return Response(
             body,
             media_type="application/json",
             headers={
-                "Location": "/server/status",
+                "Location": STATUS_PATH,
                 "X-Request-ID": request_id,
                 "Servermode-Outcome": record.outcome.value,
             },
         )
 
     async def status(self, request: Request) -> Response:
-        try:
-            self.auth.require(request.headers.get("authorization"), Role.READER)
-        except AuthError as bad:
-            return self._refuse(request, bad)
+        self.auth.require(request.headers.get("authorization"), Role.READER)
         document = status_document(self.controller, self.stats)
         return JSONResponse(document, headers={"Cache-Control": "no-store"})
 
     async def transitions(self, request: Request) -> Response:
-        try:
-            self.auth.require(request.headers.get("authorization"), Role.READER)
-            limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
-            before = _int_param(request, "before", 1, MAX_RECORD_ID)
-        except (AuthError, _BadRequest) as bad:
-            return self._refuse(request, bad)
-        try:
-            records = await self.controller.history(limit, before)
-        except ServerModeError as exc:
-            problem, description, headers = problem_for_exception(exc)
-            return problem_response(request.scope, problem, description, headers)
+        self.auth.require(request.headers.get("authorization"), Role.READER)
+        limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
+        before = _int_param(request, "before", 1, MAX_RECORD_ID)
+        records = await self.controller.history(limit, before)
         full_page = len(records) == limit and records[-1].id is not None
         return JSONResponse(
             {
@@ -164,23 +148,15 @@ class AdminRoutes:
 
     async def fleet(self, request: Request) -> Response:
         """The fleet's instances (as last read) and its recent records (read from the engine)."""
-        try:
-            self.auth.require(request.headers.get("authorization"), Role.READER)
-            limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
-        except (AuthError, _BadRequest) as bad:
-            return self._refuse(request, bad)
+        self.auth.require(request.headers.get("authorization"), Role.READER)
+        limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
         controller = self.controller
         if not isinstance(controller, FleetController):
-            return problem_response(
-                request.scope,
+            raise ProblemError(
                 Problem.NOT_FOUND,
                 "this service runs alone: start it with --fleet to share its mode with a fleet",
             )
-        try:
-            records = await controller.fleet.records(limit)
-        except ServerModeError as exc:
-            problem, description, headers = problem_for_exception(exc)
-            return problem_response(request.scope, problem, description, headers)
+        records = await controller.fleet.records(limit)
         return JSONResponse(
             {
                 "fleet": fleet_document(controller),
@@ -211,28 +187,23 @@ class AdminRoutes:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _refuse(self, request: Request, bad: AuthError | _BadRequest) -> Response:
-        if isinstance(bad, AuthError):
-            _log.warning(
-                "admin_auth_refused",
-                path=request.url.path,
-                client=_client(request),
-                reason=bad.description,
-            )
-        return problem_response(request.scope, bad.problem, bad.description, bad.headers)
-
     async def _read_json_body(self, request: Request) -> bytes:
-        """The body, if JSON and small; never reads more than ``max_body`` + one chunk."""
+        """The body, if JSON and small; never reads more than ``max_body`` + one chunk.
+
+        A client that leaves while sending it raises starlette's ClientDisconnect, which the
+        route answers as a client gone (:data:`.problems.CLIENT_CLOSED_REQUEST`), not a 500.
+        """
         content_type = request.headers.get("content-type")
-        if content_type is not None:
-            media = content_type.partition(";")[0].strip().lower()
-            if media != "application/json" and not media.endswith("+json"):
-                raise _BadRequest(
-                    Problem.UNSUPPORTED_MEDIA_TYPE,
-                    f"server mode requests are JSON (Content-Type: application/json), "
-                    f"not {media or 'an empty media type'!r}",
-                )
-        too_large = _BadRequest(
+        media = (content_type or "").partition(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            described = repr(media) if media else "an empty media type"
+            if content_type is None:
+                described = "a request without Content-Type"
+            raise ProblemError(
+                Problem.UNSUPPORTED_MEDIA_TYPE,
+                f"server mode requests are JSON (Content-Type: application/json), not {described}",
+            )
+        too_large = ProblemError(
             Problem.PAYLOAD_TOO_LARGE,
             f"the server mode request body is larger than {self.max_body} bytes",
         )
@@ -247,7 +218,7 @@ class AdminRoutes:
                     if len(body) > self.max_body:
                         raise too_large
         except TimeoutError:
-            raise _BadRequest(
+            raise ProblemError(
                 Problem.REQUEST_TIMEOUT,
                 f"the server mode request body did not arrive within {self.body_timeout:g}s",
                 {"Connection": "close"},
@@ -259,13 +230,13 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
     """``{"mode": ..., "reason": ...}`` -> (mode name, reason); anything else is a 400."""
     data = _strict_json(body)
     if not isinstance(data, dict):
-        raise _BadRequest(
+        raise ProblemError(
             Problem.BAD_PARAMETER,
             f'bad server mode: expected a JSON object like {{"mode": "maintenance"}}, '
             f"got {_excerpt(body.decode())}",
         )
     if "mode" not in data:
-        raise _BadRequest(
+        raise ProblemError(
             Problem.BAD_PARAMETER,
             'missing server mode: expected {"mode": "production"} or {"mode": "maintenance"}',
         )
@@ -276,13 +247,12 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
             raise InvalidMode(value)
         mode = parse_mode(value)
     except InvalidMode as exc:
-        problem, description, _ = problem_for_exception(exc)
-        raise _BadRequest(problem, description) from None
+        raise ProblemError.of(exc) from None
     reason = data.get("reason")
     if reason is not None and (
         not isinstance(reason, str) or len(reason) > MAX_REASON or not _plain_text(reason)
     ):
-        raise _BadRequest(
+        raise ProblemError(
             Problem.BAD_PARAMETER,
             f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
             f"characters, without control characters",
@@ -295,8 +265,8 @@ def _plain_text(text: str) -> bool:
     return not any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
 
-class _DuplicateKey(ValueError):
-    pass
+class _NotStrictJson(ValueError):
+    """JSON that Python would read but that servermode refuses (the message says why)."""
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -305,7 +275,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for key, value in pairs:
         if key in data:
-            raise _DuplicateKey(f"duplicate key {json.dumps(key)}")
+            raise _NotStrictJson(f"duplicate key {json.dumps(key)}")
         data[key] = value
     return data
 
@@ -314,20 +284,35 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    # json.loads reads 1e999999 as infinity, a value JSON cannot hold (and NaN/Infinity are
+    # refused already): refuse the number rather than let an infinity through.
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotStrictJson(f"the number {_shorten(text, 20)} is out of range")
+    return value
+
+
 def _strict_json(body: bytes) -> Any:
-    """The body as JSON: UTF-8, no duplicate keys, no NaN/Infinity; deep nesting is a 400."""
+    """The body as JSON: UTF-8, no duplicate keys, no NaN/Infinity, no number out of float's
+    range; deep nesting is a 400."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise _BadRequest(
+        raise ProblemError(
             Problem.BAD_PARAMETER, "bad server mode: the request body is not UTF-8 text"
         ) from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except _DuplicateKey as exc:
-        raise _BadRequest(Problem.BAD_PARAMETER, f"bad server mode request: {exc}") from None
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
+    except _NotStrictJson as exc:
+        raise ProblemError(Problem.BAD_PARAMETER, f"bad server mode request: {exc}") from None
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
-        raise _BadRequest(
+        raise ProblemError(
             Problem.BAD_PARAMETER,
             f"bad server mode: the request body is not valid JSON: {_excerpt(text)}",
         ) from None
@@ -342,13 +327,15 @@ def _int_param(request: Request, name: str, low: int, high: int | None) -> int |
     if not given:
         return None
     if len(given) > 1:  # which one counts would depend on who reads it: refuse the ambiguity
-        raise _BadRequest(Problem.BAD_PARAMETER, f"bad {name}: given {len(given)} times")
+        raise ProblemError(Problem.BAD_PARAMETER, f"bad {name}: given {len(given)} times")
     raw = given[0]
     # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
     value = int(raw) if _INTEGER.fullmatch(raw.strip()) else None
     if value is None or value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _BadRequest(Problem.BAD_PARAMETER, f"bad {name} {_excerpt(raw)}: an integer {bounds}")
+        raise ProblemError(
+            Problem.BAD_PARAMETER, f"bad {name} {_excerpt(raw)}: an integer {bounds}"
+        )
     return value
 
 

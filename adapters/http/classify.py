@@ -1,10 +1,18 @@
-"""Which category a request belongs to: method + path rules, as data.
+"""Which category a request belongs to: servermode's own routes, then method + path rules.
 
-The first rule whose methods and path prefix match decides; unmatched requests get the
-default category. Paths are compared in a normal form (no ``.``/``..`` segments, no empty
-segments, lower case) so that ``/server/../profiles/1`` or ``/server//status`` cannot borrow the
-category of another route. ASGI servers percent-decode ``scope["path"]``, so an encoded slash
-(``%2F``) is already a slash here: classification and routing see the same segments.
+servermode classifies its own routes itself (:mod:`.routes`: exact paths, matched exactly as
+the dispatch that serves them matches; the mode switch is ``admin``, the rest ``server``).
+Every other request is the application's: the first rule whose methods and path prefix match
+decides, and unmatched requests get the default category. No rule can capture servermode's
+routes: a rule whose path is one of them, or a prefix of one (``/server``, ``/server/health``),
+is refused when the rules are built, naming the rule; the catch-all ``/`` is allowed, and like
+any rule it never applies to servermode's paths.
+
+Paths are compared in a normal form (no ``.``/``..`` segments, no empty segments) so that
+``/server/../profiles/1`` or ``/profiles//1`` cannot borrow the category of another route, and
+rules compare it in lower case, so that ``/PROFILES/1`` is a profile request. ASGI servers
+percent-decode ``scope["path"]``, so an encoded slash (``%2F``) is already a slash here:
+classification and routing see the same segments.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from servermode.core import AdmissionPolicy
+
+from .routes import SERVER_CATEGORIES, SERVER_ROUTES, server_category
 
 __all__ = ["CONTEXT_SERVICES_RULES", "RouteRule", "RouteRules", "normalise_path"]
 
@@ -60,13 +70,19 @@ class RouteRule:
 
 
 class RouteRules:
-    """An ordered list of :class:`RouteRule` and a default category."""
+    """An ordered list of :class:`RouteRule` and a default category, for the app's paths.
+
+    ``classify`` puts servermode's own routes in their categories first (no rule can change
+    them; a rule that tries is a ValueError here), then applies the rules.
+    """
 
     __slots__ = ("_anywhere", "_by_segment", "_decided", "default", "rules")
 
     def __init__(self, rules: Sequence[RouteRule], default: str) -> None:
         self.rules = tuple(rules)
         self.default = default
+        for number, rule in enumerate(self.rules, start=1):
+            _refuse_capture(number, rule)
         # A rule can only match paths whose first segment is its own (or any path, for "/"):
         # per first segment, the rules that may match, in their order. One lookup per request
         # instead of a walk through every rule.
@@ -108,7 +124,8 @@ class RouteRules:
         return cls.from_table(rows, default=default)
 
     def categories(self) -> frozenset[str]:
-        return frozenset(rule.category for rule in self.rules) | {self.default}
+        """Every category ``classify`` can return, servermode's own included."""
+        return frozenset(rule.category for rule in self.rules) | {self.default} | SERVER_CATEGORIES
 
     def check(self, policy: AdmissionPolicy) -> None:
         """Raise ValueError when a rule names a category the policy does not know."""
@@ -120,6 +137,9 @@ class RouteRules:
 
     def classify(self, method: str, path: str) -> str:
         """The category of a request; ``path`` must already be in normal form."""
+        own = server_category(method, path)
+        if own is not None:
+            return own
         method = method.upper()
         path = path.lower()
         first = _first_segment(path)
@@ -141,6 +161,30 @@ class RouteRules:
 
 # (methods or None for any, prefix key, prefix key + "/", category)
 _Compiled = tuple[frozenset[str] | None, str, str, str]
+
+
+def _refuse_capture(number: int, rule: RouteRule) -> None:
+    """A rule that would match one of servermode's paths is a mistake: say which and why.
+
+    "Would match" is the rules' own test (the rule's path in lower case equals the path, or is
+    a whole-segment prefix of it), whatever the rule's methods. The catch-all ``/`` is the
+    exception: it is the default under another name, and servermode's paths are classified
+    before any rule is consulted, so it simply does not apply to them.
+    """
+    if rule.key == "/":
+        return
+    captured = sorted(p for p in SERVER_ROUTES if p == rule.key or p.startswith(rule.key + "/"))
+    if captured:
+        methods = " ".join(sorted(rule.methods)) if rule.methods is not None else ANY_METHOD
+        remedy = "remove the rule"
+        if rule.key not in SERVER_ROUTES:
+            remedy += f", or name the application's paths under {rule.prefix} one by one"
+        raise ValueError(
+            f"rule {number} ({methods} {rule.prefix} -> {rule.category}) covers servermode's own "
+            f"route{'s' if len(captured) > 1 else ''} {', '.join(captured)}: servermode "
+            f"classifies its routes itself (the mode switch 'admin', the others 'server'); "
+            f"{remedy}"
+        )
 
 
 def _first_segment(path: str) -> str:
@@ -170,8 +214,8 @@ def _methods(spec: str) -> frozenset[str] | None:
 
 _READ = "GET HEAD OPTIONS"
 
-#: The Context Services preset: metadata reads and writes, profiles and customers, services,
-#: the mode switch (admin), and the server's own status, health and API description.
+#: The Context Services preset: metadata reads and writes, profiles and customers, services.
+#: (servermode's own routes need no rule: they are classified before the rules.)
 CONTEXT_SERVICES_RULES = RouteRules.from_table(
     [
         (_READ, "/metadata", "schema_read"),
@@ -179,10 +223,6 @@ CONTEXT_SERVICES_RULES = RouteRules.from_table(
         (ANY_METHOD, "/profiles", "profile"),
         (ANY_METHOD, "/customers", "profile"),
         (ANY_METHOD, "/services", "service"),
-        ("POST", "/server/mode", "admin"),
-        (ANY_METHOD, "/server", "server"),
-        (ANY_METHOD, "/health", "server"),
-        (_READ, "/openapi.json", "server"),
     ],
     default="service",
 )

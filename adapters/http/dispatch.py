@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .routes import owns
 
 __all__ = ["AdminDispatch"]
 
 
 class AdminDispatch:
-    """Send requests for the admin paths to ``admin`` and everything else to ``app``.
+    """Send requests for servermode's paths to ``admin`` and everything else to ``app``.
+
+    The test is :func:`.routes.owns`, the one the classification uses: a request reaches the
+    admin routes exactly when it is classified as servermode's own (``/server/status/`` or
+    ``/Server/Status`` are the app's, and its rules classify them).
 
     The lifespan goes to ``app`` alone: the admin routes have no life of their own (the gate
     middleware starts and closes the controller they share).
     """
 
-    def __init__(self, admin: ASGIApp, app: ASGIApp, paths: Iterable[str]) -> None:
+    def __init__(self, admin: ASGIApp, app: ASGIApp) -> None:
         self.admin = admin
         self.app = app
-        self.paths = frozenset(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and self._is_admin(scope["path"]):
+        if scope["type"] in ("http", "websocket") and owns(scope["path"]):
             await self.admin(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-    def _is_admin(self, path: str) -> bool:
-        # "/server/status/" too: the admin app redirects it to the canonical path.
-        return path in self.paths or path.rstrip("/") in self.paths

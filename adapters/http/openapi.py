@@ -1,14 +1,28 @@
-"""The OpenAPI 3.1 description of the admin routes, as data (served at ``/openapi.json``).
+"""The OpenAPI 3.1 description of the admin routes, as data (served at ``/server/openapi.json``).
 
 Tests keep it true: its paths and methods are those of the routes, and the answers of the
-running routes validate against its schemas.
+running routes validate against its schemas. Its enums are read from the core's enums, and
+its paths from :mod:`.routes`.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
+from servermode.core import Mode, Outcome, State, TimeoutPolicy
+from servermode.core.fleet import FleetOutcome, ReportOutcome
+
 from .problems import Problem
+from .routes import (
+    FLEET_PATH,
+    LIVE_PATH,
+    MODE_PATH,
+    OPENAPI_PATH,
+    READY_PATH,
+    STATUS_PATH,
+    TRANSITIONS_PATH,
+)
 
 __all__ = ["MAX_RECORD_ID", "MODE_PATTERN", "OPENAPI", "response_schema"]
 
@@ -24,13 +38,16 @@ def _any_case(*words: str) -> str:
 
 #: The mode a request may ask for: a mode name in any letter case, nothing around it. The
 #: admin route checks this very pattern, so the document and the route cannot disagree.
-MODE_PATTERN = _any_case("production", "maintenance")
+MODE_PATTERN = _any_case(*Mode)
 
-_MODE = {"type": "string", "enum": ["production", "maintenance"]}
-_STATE = {
-    "type": "string",
-    "enum": ["production", "draining_to_maintenance", "maintenance", "draining_to_production"],
-}
+
+def _enum(values: type[StrEnum]) -> dict[str, Any]:
+    """A string schema of every value of ``values``, in their order."""
+    return {"type": "string", "enum": [value.value for value in values]}
+
+
+_MODE = _enum(Mode)
+_STATE = _enum(State)
 _TIME = {
     "type": "string",
     "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
@@ -134,7 +151,7 @@ SCHEMAS: dict[str, Any] = {
             "since": _TIME,
             "in_flight": {**_COUNTS, "description": "counted requests in flight, per category"},
             "drain_timeout": {"type": "number", "minimum": 0},
-            "timeout_policy": {"type": "string", "enum": ["force", "rollback"]},
+            "timeout_policy": _enum(TimeoutPolicy),
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
@@ -163,7 +180,7 @@ SCHEMAS: dict[str, Any] = {
                 "items": {"type": "string"},
                 "description": "live instances that have not reported their drain",
             },
-            "reported": {"type": "string", "description": "this instance's drain report"},
+            "reported": {**_enum(ReportOutcome), "description": "this instance's drain report"},
         },
         "additionalProperties": False,
     },
@@ -177,7 +194,32 @@ SCHEMAS: dict[str, Any] = {
             "in_flight": _COUNTS,
             "since": _TIME,
             "seen": {**_TIME, "description": "its last heartbeat"},
-            "reported": {"type": ["string", "null"], "enum": ["drained", "timed_out", None]},
+            "reported": {"anyOf": [_enum(ReportOutcome), {"type": "null"}]},
+        },
+        "additionalProperties": False,
+    },
+    "FleetRecord": {
+        "type": "object",
+        "required": ["epoch", "from_state", "to_state", "outcome", "at", "instances", "expired"],
+        "properties": {
+            "epoch": {"type": "integer", "description": "the epoch of the drain"},
+            "from_state": _STATE,
+            "to_state": _STATE,
+            "outcome": _enum(FleetOutcome),
+            "at": {"type": "number", "description": "Unix time (seconds)"},
+            "target": {"anyOf": [_MODE, {"type": "null"}]},
+            "started": {"type": ["number", "null"], "description": "Unix time (seconds)"},
+            "actor": _TEXT_OR_NULL,
+            "reason": _TEXT_OR_NULL,
+            "starter": _TEXT_OR_NULL,
+            "completed_by": _TEXT_OR_NULL,
+            "instances": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "each instance counted: drained, timed_out or not_reported",
+            },
+            "expired": {"type": "array", "items": {"type": "string"}},
+            "stragglers": {"type": "object", "additionalProperties": _COUNTS},
         },
         "additionalProperties": False,
     },
@@ -186,11 +228,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["fleet", "records"],
         "properties": {
             "fleet": _ref("Fleet"),
-            "records": {
-                "type": "array",
-                "items": {"type": "object"},
-                "description": "fleet records, newest first (one per switch)",
-            },
+            "records": {"type": "array", "items": _ref("FleetRecord")},
         },
         "additionalProperties": False,
     },
@@ -203,20 +241,7 @@ SCHEMAS: dict[str, Any] = {
             "to_state": _STATE,
             "trigger": _TEXT_OR_NULL,
             "target_mode": _MODE,
-            "outcome": {
-                "type": "string",
-                "enum": [
-                    "completed",
-                    "forced",
-                    "rolled_back",
-                    "cancelled",
-                    "noop",
-                    "refused",
-                    "failed",
-                    "recovered",
-                    "initialized",
-                ],
-            },
+            "outcome": _enum(Outcome),
             "at": {"type": "string", "description": "ISO 8601"},
             "duration_ms": {"type": "number"},
             "actor": _TEXT_OR_NULL,
@@ -257,7 +282,7 @@ SCHEMAS: dict[str, Any] = {
 _READ_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 
 PATHS: dict[str, Any] = {
-    "/server/mode": {
+    MODE_PATH: {
         "post": {
             "summary": "Switch the server mode; answers once the switch is complete",
             "operationId": "setServerMode",
@@ -269,9 +294,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {
                     **_json(_ref("ModeChanged"), "the mode in force now"),
-                    "headers": {
-                        "Location": {"schema": {"type": "string", "const": "/server/status"}}
-                    },
+                    "headers": {"Location": {"schema": {"type": "string", "const": STATUS_PATH}}},
                 },
                 "400": _error("bad, missing or non-string mode; malformed JSON"),
                 "401": _error("no or wrong bearer token (when an admin token is configured)"),
@@ -279,7 +302,7 @@ PATHS: dict[str, Any] = {
                 "405": _error("method not allowed"),
                 "408": _error("the body did not arrive within the body timeout"),
                 "413": _error("body over the size limit"),
-                "415": _error("body not JSON"),
+                "415": _error("body not declared JSON (Content-Type), or no Content-Type"),
                 "503": {
                     **_error(
                         "a switch is under way, the drain timed out under the rollback policy, "
@@ -290,7 +313,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/server/status": {
+    STATUS_PATH: {
         "get": {
             "summary": "Server status: Context Services fields, state and drain",
             "operationId": "getServerStatus",
@@ -301,7 +324,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/server/transitions": {
+    TRANSITIONS_PATH: {
         "get": {
             "summary": "Recent transition records, newest first",
             "operationId": "getTransitions",
@@ -327,7 +350,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/server/fleet": {
+    FLEET_PATH: {
         "get": {
             "summary": "The fleet's instances and its recent records (with --fleet)",
             "operationId": "getFleet",
@@ -348,7 +371,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/health/live": {
+    LIVE_PATH: {
         "get": {
             "summary": "Liveness: 200 while the process serves",
             "operationId": "getLive",
@@ -356,7 +379,7 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json(_ref("Health"), "alive")},
         }
     },
-    "/health/ready": {
+    READY_PATH: {
         "get": {
             "summary": "Readiness: 200 only in production",
             "operationId": "getReady",
@@ -370,7 +393,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/openapi.json": {
+    OPENAPI_PATH: {
         "get": {
             "summary": "This document",
             "operationId": "getOpenApi",

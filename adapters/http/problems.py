@@ -8,11 +8,13 @@ parameter is Context Services' own), ``uri`` the full request URI.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any
 
+import structlog
 from servermode.core import (
     InvalidMode,
     ModeChangeFailed,
@@ -23,14 +25,17 @@ from servermode.core import (
 )
 from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
 __all__ = [
+    "CLIENT_CLOSED_REQUEST",
     "ERROR_HANDLERS",
     "EXCEPTION_PROBLEMS",
     "Problem",
+    "ProblemError",
+    "answering_problems",
     "error_body",
     "internal_error_response",
     "problem_for_exception",
@@ -61,6 +66,35 @@ class Problem(Enum):
         self.status = status
         self.title = title
         self.code = code
+
+
+class ProblemError(Exception):
+    """A request answered with the error body instead of being acted on.
+
+    Raised by the parsing and credential checks of the admin routes; one handler turns it into
+    the answer (:func:`answering_problems`, :data:`ERROR_HANDLERS`).
+    """
+
+    def __init__(
+        self, problem: Problem, description: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.problem = problem
+        self.description = description
+        self.headers = dict(headers or {})
+        super().__init__(description)
+
+    @classmethod
+    def of(cls, exc: ServerModeError) -> ProblemError:
+        """The answer to a core exception (see :data:`EXCEPTION_PROBLEMS`)."""
+        return cls(*problem_for_exception(exc))
+
+
+#: What the counters see of a request whose client left while sending its body (nginx's
+#: "client closed request"): nothing is sent, as there is no one to send it to, and it counts
+#: as the client's failure, not the server's.
+CLIENT_CLOSED_REQUEST = 499
+
+_log = structlog.get_logger("servermode.http")
 
 
 def refusal_description(refused: Refused) -> str:
@@ -186,5 +220,67 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return internal_error_response(request.scope)
 
 
-#: Exception handlers that answer Starlette's own errors with the error body.
-ERROR_HANDLERS: Mapping[Any, Any] = {HTTPException: _http_error, Exception: _internal_error}
+async def _problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    if exc.problem in (Problem.UNAUTHORIZED, Problem.FORBIDDEN):
+        # Refused credentials leave a trace (someone probing for tokens shows in the log);
+        # the token itself never does.
+        client = request.client
+        _log.warning(
+            "admin_auth_refused",
+            path=request.url.path,
+            client=f"{client.host}:{client.port}" if client is not None else None,
+            reason=exc.description,
+        )
+    return problem_response(request.scope, exc.problem, exc.description, exc.headers)
+
+
+async def _server_mode_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServerModeError)
+    return await _problem(request, ProblemError.of(exc))
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Not a failure of the server: no 500, no traceback. The answer reaches no one (the ASGI
+    # server drops what is sent after a disconnect); its status is what the counters see.
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+_Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+# The failures an endpoint answers itself, most specific first.
+_ANSWERED: tuple[tuple[type[Exception], _Handler], ...] = (
+    (ProblemError, _problem),
+    (ServerModeError, _server_mode_error),
+    (ClientDisconnect, _client_gone),
+)
+
+
+def answering_problems(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """``endpoint``, answering a :class:`ProblemError` (or a core error, or a client gone) itself.
+
+    The admin routes are wrapped so, rather than relying on the exception handlers of the
+    application they are mounted in: added to any Starlette or FastAPI app's routes, they
+    still answer with the error body. The handlers are those of :data:`ERROR_HANDLERS`.
+    """
+
+    @functools.wraps(endpoint)
+    async def answer(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except (ProblemError, ServerModeError, ClientDisconnect) as exc:
+            handler = next(h for kind, h in _ANSWERED if isinstance(exc, kind))
+            return await handler(request, exc)
+
+    return answer
+
+
+#: Exception handlers that answer with the error body: problems raised by routes, core errors,
+#: Starlette's own errors (404, 405), and anything else (500).
+ERROR_HANDLERS: Mapping[Any, Any] = {
+    **dict(_ANSWERED),
+    HTTPException: _http_error,
+    Exception: _internal_error,
+}

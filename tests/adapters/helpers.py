@@ -24,7 +24,7 @@ def serving(**settings: Any) -> Iterator[tuple[TestClient, Service]]:
 
 
 def assert_documented(response: Any, path: str, method: str) -> Any:
-    """The answer's status and body are the ones /openapi.json documents; returns the body."""
+    """The answer's status and body are the ones the OpenAPI document gives; returns the body."""
     schema = response_schema(path, method, response.status_code)
     assert schema is not None, f"{method} {path} {response.status_code} has no documented body"
     body = response.json()

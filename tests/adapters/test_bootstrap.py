@@ -37,10 +37,7 @@ def test_rules_file_changes_the_categories(tmp_path: Path) -> None:
         json.dumps(
             {
                 "default": "service",
-                "rules": [
-                    {"methods": ["POST"], "path": "/server/mode", "category": "admin"},
-                    {"path": "/profiles", "category": "schema"},
-                ],
+                "rules": [{"path": "/profiles", "category": "schema"}],
             }
         )
     )

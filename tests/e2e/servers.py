@@ -78,7 +78,7 @@ class ThreadedService:
 def wait_until_live(
     url: str,
     process: subprocess.Popen[Any],
-    path: str = "/health/live",
+    path: str = "/server/health/live",
     timeout: float = 20,
     output: Callable[[], str] | None = None,
 ) -> None:
@@ -108,7 +108,7 @@ def running_process(
     port: int,
     env: dict[str, str] | None = None,
     cwd: Path = REPO,
-    live_path: str = "/health/live",
+    live_path: str = "/server/health/live",
 ) -> Iterator[str]:
     """Run ``argv`` (a server on ``port``) in its own process group; stop it afterwards.
 

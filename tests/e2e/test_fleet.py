@@ -123,7 +123,7 @@ def test_redis_stopped_while_steady_instances_serve_refuse_changes_and_recover()
         assert refused.status_code == 503, refused.text
         assert refused.json()["code"] == 5033
         assert "fleet engine is unreachable" in refused.json()["description"]
-        ready = a.get("/health/ready").json()
+        ready = a.get("/server/health/ready").json()
         assert ready["fleet"] == "lost"
         redis.start()  # no persistence: it comes back empty, and the instances re-seed it
         until(
@@ -174,7 +174,7 @@ def test_an_instance_that_cannot_reach_redis_does_not_start() -> None:
         assert lonely.process.wait(20) != 0
         assert "fleet engine is unreachable" in lonely.log()
         try:
-            httpx2.get(lonely.url + "/health/live", timeout=1)
+            httpx2.get(lonely.url + "/server/health/live", timeout=1)
             raise AssertionError("it serves")
         except httpx2.TransportError:
             pass

@@ -60,8 +60,8 @@ def test_middleware_example_gates_a_starlette_app(tmp_path: Path) -> None:
     (tmp_path / "example.py").write_text(match.group(1))
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "example:app", "--port", str(port)]
-    # /health/live is not in the example: wait on the app's own route instead.
-    with running_process(argv, port, cwd=tmp_path, live_path="/profiles/1") as url:
+    # The example's admin routes include the probes: the default readiness wait works.
+    with running_process(argv, port, cwd=tmp_path) as url:
         before = httpx2.get(f"{url}/profiles/1")
         switch = httpx2.post(f"{url}/server/mode", json={"mode": "maintenance"})
         after = httpx2.get(f"{url}/profiles/1")

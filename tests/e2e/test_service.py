@@ -118,10 +118,10 @@ def test_health_probes_follow_the_mode() -> None:
     """Ready is 200 in production, 503 in maintenance; live stays 200."""
     with ThreadedService() as running:
         client = running.client()
-        before = client.get("/health/ready").status_code
+        before = client.get("/server/health/ready").status_code
         client.post("/server/mode", json={"mode": "maintenance"})
-        after = client.get("/health/ready").status_code
-        live = client.get("/health/live").status_code
+        after = client.get("/server/health/ready").status_code
+        live = client.get("/server/health/live").status_code
     assert (before, after, live) == (200, 503, 200)
 
 

@@ -30,8 +30,8 @@ REQUESTS: tuple[tuple[str, str, str], ...] = (
     ("GET", "/metadata/profiles/extensions", "schema_read"),
     ("POST", "/metadata/profiles/extensions", "schema"),
     ("GET", "/server/status", "server"),
-    ("GET", "/health/ready", "server"),
-    ("GET", "/health/live", "server"),
+    ("GET", "/server/health/ready", "server"),
+    ("GET", "/server/health/live", "server"),
 )
 
 _ERROR = jsonschema.Draft202012Validator({**SCHEMAS["Error"]})
@@ -88,11 +88,11 @@ def check_answer(tally: Tally, method: str, path: str, category: str, answer: An
     where = f"{method} {path} -> {status}"
     if status == 503:
         body = answer.json()
-        validator = _HEALTH if path == "/health/ready" else _ERROR
+        validator = _HEALTH if path == "/server/health/ready" else _ERROR
         problems = [e.message for e in validator.iter_errors(body)]
         if problems or "retry-after" not in answer.headers:
             tally.violations.append(f"{where}: undocumented 503 {body} {problems}")
-        elif path != "/health/ready" and body["code"] != 5030:
+        elif path != "/server/health/ready" and body["code"] != 5030:
             tally.violations.append(f"{where}: 503 with code {body['code']}")
         return
     if status == 404 and path.startswith("/customers/") and _ERROR.is_valid(answer.json()):

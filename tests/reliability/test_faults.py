@@ -69,7 +69,7 @@ class TestApplicationFailures:
                 assert answer.headers["connection"] == "close"
                 jsonschema.validate(answer.json(), ERROR)
             assert in_flight(client) == 0
-            assert client.get("/health/live").status_code == 200
+            assert client.get("/server/health/live").status_code == 200
 
     @pytest.mark.parametrize(
         ("policy", "status", "outcome", "mode"),

@@ -1,6 +1,6 @@
 """Fuzz the HTTP API from its own OpenAPI document with schemathesis.
 
-Every operation of ``/openapi.json`` gets generated requests, valid and invalid, against the
+Every operation of ``/server/openapi.json`` gets generated requests, valid and invalid, against the
 whole service in process (gate, admin routes, demo, an in-memory store). Each answer must be
 documented: its status among the operation's responses, its body valid against the
 documented schema (the error body for every error), never a 500. A 503 is documented (the
@@ -22,6 +22,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from servermode.adapters.bootstrap import build_service
 from servermode.adapters.cli.settings import Settings
+from servermode.adapters.http.routes import OPENAPI_PATH
 from servermode.adapters.store.factory import MEMORY
 
 from .conftest import FIGURES
@@ -49,9 +50,9 @@ CONFIG = SchemathesisConfig.from_dict(
         }
     }
 )
-open_schema = schemathesis.openapi.from_asgi("/openapi.json", _service_app(), config=CONFIG)
+open_schema = schemathesis.openapi.from_asgi(OPENAPI_PATH, _service_app(), config=CONFIG)
 guarded_schema = schemathesis.openapi.from_asgi(
-    "/openapi.json",
+    OPENAPI_PATH,
     _service_app(admin_token=ADMIN_TOKEN, read_token=READ_TOKEN),
     config=CONFIG,
 )

@@ -10,10 +10,11 @@ import httpx2
 import pytest
 from servermode.adapters.bootstrap import build_service
 from servermode.adapters.cli.settings import Settings
-from servermode.adapters.http.admin import admin_app
+from servermode.adapters.http.admin import admin_app, admin_routes
 from servermode.adapters.http.auth import TokenAuth
 from servermode.adapters.store.factory import MEMORY
 from servermode.core import InMemoryStore, ModeController, PersistedState, TransitionRecord
+from starlette.applications import Starlette
 from structlog.testing import capture_logs
 
 from ..helpers import assert_documented, serving
@@ -214,9 +215,9 @@ class TestAuth:
                 headers = {"Authorization": f"Bearer {token}"}
                 assert client.get("/server/status", headers=headers).status_code == 200
                 assert client.get("/server/transitions", headers=headers).status_code == 200
-            assert client.get("/health/live").status_code == 200
-            assert client.get("/health/ready").status_code == 200
-            assert client.get("/openapi.json").status_code == 200
+            assert client.get("/server/health/live").status_code == 200
+            assert client.get("/server/health/ready").status_code == 200
+            assert client.get("/server/openapi.json").status_code == 200
 
     def test_status_is_open_without_a_read_token(self) -> None:
         """Only an admin token configured: status stays readable without credentials."""
@@ -345,3 +346,38 @@ class TestSwitchFailures:
             return (await _drive(app, {"mode": "maintenance"})).status_code
 
         assert asyncio.run(scenario()) == 401
+
+
+class TestEmbeddedRoutes:
+    """admin_routes in an application without servermode's exception handlers."""
+
+    def test_routes_answer_their_own_errors_in_any_app(self) -> None:
+        """Bad input, credentials and core errors get the error body, not the app's 500."""
+
+        async def scenario() -> list[httpx2.Response]:
+            controller = ModeController(drain_timeout=5)
+            await controller.start()
+            app = Starlette(routes=admin_routes(controller, auth=TokenAuth(admin_token="t")))
+            transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+            token = {"Authorization": "Bearer t"}
+            async with httpx2.AsyncClient(transport=transport, base_url="http://x") as client:
+                answers = [
+                    await client.post("/server/mode", json={"mode": "holiday"}, headers=token),
+                    await client.post("/server/mode", json={"mode": "maintenance"}),
+                ]
+                ticket = controller.admit("profile")
+                first = asyncio.create_task(controller.set_mode("maintenance"))
+                await asyncio.sleep(0.01)
+                answers.append(
+                    await client.post("/server/mode", json={"mode": "production"}, headers=token)
+                )
+                ticket.release()
+                await first
+            return answers
+
+        bad, unauthorised, busy = asyncio.run(scenario())
+        assert (bad.status_code, bad.json()["code"]) == (400, 4020)
+        assert (unauthorised.status_code, unauthorised.json()["code"]) == (401, 4010)
+        assert unauthorised.headers["www-authenticate"].startswith("Bearer")
+        assert (busy.status_code, busy.json()["code"]) == (503, 5031)
+        assert int(busy.headers["retry-after"]) >= 1

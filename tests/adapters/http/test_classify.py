@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servermode.adapters.http.classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
-from servermode.core import CONTEXT_SERVICES
+from servermode.adapters.http.routes import owns
+from servermode.core import CONTEXT_SERVICES, AdmissionPolicy
 
 
 class TestPreset:
@@ -20,12 +21,6 @@ class TestPreset:
             ("GET", "/profiles/42", "profile"),
             ("PUT", "/customers/7", "profile"),
             ("GET", "/services/9/states", "service"),
-            ("POST", "/server/mode", "admin"),
-            ("GET", "/server/mode", "server"),
-            ("GET", "/server/status", "server"),
-            ("GET", "/server/transitions", "server"),
-            ("GET", "/health/ready", "server"),
-            ("GET", "/openapi.json", "server"),
             ("GET", "/", "service"),
             ("GET", "/metadatax", "service"),  # a prefix matches whole segments only
             ("GET", "/PROFILES/1", "profile"),  # case does not escape a category
@@ -38,6 +33,95 @@ class TestPreset:
     def test_preset_names_only_policy_categories(self) -> None:
         """Every category of the preset is one the Context Services policy knows."""
         CONTEXT_SERVICES_RULES.check(CONTEXT_SERVICES)
+
+
+class TestServerRoutes:
+    """servermode classifies its own exact paths; every other path is the app's (item 5)."""
+
+    @pytest.mark.parametrize(
+        ("method", "path", "category"),
+        [
+            ("POST", "/server/mode", "admin"),
+            ("GET", "/server/mode", "server"),  # answered 405 by servermode
+            ("post", "/server/mode", "server"),  # the route compares methods as sent: 405
+            ("GET", "/server/status", "server"),
+            ("HEAD", "/server/status", "server"),
+            ("GET", "/server/transitions", "server"),
+            ("GET", "/server/health/live", "server"),
+            ("GET", "/server/health/ready", "server"),
+            ("GET", "/server/openapi.json", "server"),
+        ],
+    )
+    def test_servermode_classifies_its_own_routes(
+        self, method: str, path: str, category: str
+    ) -> None:
+        """Whatever the rules (here: everything is 'profile'), servermode's paths are its own."""
+        everything_profile = RouteRules.from_table([("*", "/", "profile")], default="profile")
+        for rules in (CONTEXT_SERVICES_RULES, everything_profile):
+            assert rules.classify(method, path) == category
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("GET", "/server/export-all-profiles"),
+            ("POST", "/SERVER/MODE"),
+            ("GET", "/Server/Status"),
+            ("GET", "/server/status/"),  # a trailing slash: not the exact path
+            ("GET", "/server/status/x"),
+            ("GET", "/server/health"),
+            ("GET", "/server"),
+            ("GET", "/health/live"),
+            ("GET", "/health/ready"),
+            ("GET", "/openapi.json"),
+            ("GET", "/docs"),
+        ],
+    )
+    def test_other_paths_are_the_apps(self, method: str, path: str) -> None:
+        """Any other path, whatever its prefix or case, gets the rules' category."""
+        assert not owns(path)
+        assert CONTEXT_SERVICES_RULES.classify(method, path) == "service"
+        export = "/server/export-all-profiles"
+        rules = RouteRules.from_table([("*", export, "profile")], default="x")
+        assert rules.classify(method, path) == ("profile" if path == export else "x")
+
+    @pytest.mark.parametrize(
+        ("path", "captured"),
+        [
+            ("/server/mode", "/server/mode"),
+            ("/SERVER/MODE", "/server/mode"),
+            ("/server/mode/", "/server/mode"),
+            ("/server", "/server/health/live"),
+            ("/server/health", "/server/health/ready"),
+            ("/server/openapi.json", "/server/openapi.json"),
+        ],
+    )
+    def test_a_rule_that_would_capture_a_server_route_is_refused(
+        self, path: str, captured: str
+    ) -> None:
+        """Such a rule is an error when the rules are built, naming the rule and the route."""
+        rows = [{"path": "/orders", "category": "profile"}]
+        rows.append({"methods": ["GET"], "path": path, "category": "server"})
+        with pytest.raises(ValueError, match=r"rule 2 \(GET .*\) covers servermode's") as error:
+            RouteRules.from_json({"default": "service", "rules": rows})
+        assert path in str(error.value) and captured in str(error.value)
+
+    @pytest.mark.parametrize(
+        "path", ["/", "/server/modes", "/server/export", "/server/status/x", "/health", "/docs"]
+    )
+    def test_rules_beside_the_server_routes_are_allowed(self, path: str) -> None:
+        """The catch-all and rules on the app's own paths are fine; "/" never applies to ours."""
+        rules = RouteRules.from_table([("*", path, "profile")], default="service")
+        assert rules.classify("GET", path) == "profile"
+        assert rules.classify("GET", "/server/status") == "server"
+        assert rules.classify("POST", "/server/mode") == "admin"
+
+    def test_policy_check_covers_the_server_categories(self) -> None:
+        """A policy must know admin and server too, since classify returns them."""
+        rules = RouteRules.from_table([], default="profile")
+        assert {"admin", "server"} <= rules.categories()
+        policy = AdmissionPolicy.from_table({"profile": ["production"]})
+        with pytest.raises(ValueError, match=r"\['admin', 'server'\]"):
+            rules.check(policy)
 
 
 class TestNormalPath:
@@ -64,6 +148,7 @@ class TestNormalPath:
         [
             ("/server/../profiles/1", "profile"),
             ("/profiles/../../server/status", "server"),
+            ("/profiles/../server/../server/mode", "server"),  # GET: servermode's 405
             ("/server//..//profiles/1", "profile"),
             # %2F arrives decoded from the server; its segments classify like real slashes.
             ("/server%2F..%2Fprofiles/1".replace("%2F", "/"), "profile"),

@@ -11,7 +11,8 @@ import httpx2
 import pytest
 from servermode.adapters.http.admin import admin_app, admin_routes
 from servermode.adapters.http.openapi import OPENAPI
-from servermode.core import ModeController
+from servermode.adapters.http.routes import SERVER_ROUTES
+from servermode.core import Mode, ModeController, Outcome, State, TimeoutPolicy
 from starlette.routing import Route
 
 from ..helpers import assert_documented, serving
@@ -122,17 +123,17 @@ class TestHealth:
     def test_live_is_always_200(self) -> None:
         """Liveness answers 200 in any mode."""
         with serving(initial_mode="maintenance") as (client, _):
-            response = client.get("/health/live")
-            assert assert_documented(response, "/health/live", "get") == {"status": "live"}
+            response = client.get("/server/health/live")
+            assert assert_documented(response, "/server/health/live", "get") == {"status": "live"}
 
     def test_ready_only_in_production(self) -> None:
         """Readiness is 200 in production and 503 in maintenance, with Retry-After."""
         with serving() as (client, _):
-            ready = client.get("/health/ready")
+            ready = client.get("/server/health/ready")
             switch(client, "maintenance")
-            not_ready = client.get("/health/ready")
-            assert_documented(ready, "/health/ready", "get")
-            assert_documented(not_ready, "/health/ready", "get")
+            not_ready = client.get("/server/health/ready")
+            assert_documented(ready, "/server/health/ready", "get")
+            assert_documented(not_ready, "/server/health/ready", "get")
         assert ready.status_code == 200
         assert not_ready.status_code == 503
         assert not_ready.json() == {
@@ -145,9 +146,9 @@ class TestHealth:
 
 class TestOpenApi:
     def test_document_is_served(self) -> None:
-        """/openapi.json serves the document, OpenAPI 3.1."""
+        """/server/openapi.json serves the document, OpenAPI 3.1."""
         with serving() as (client, _):
-            document = client.get("/openapi.json").json()
+            document = client.get("/server/openapi.json").json()
         assert document == json.loads(json.dumps(OPENAPI))
         assert document["openapi"] == "3.1.0"
 
@@ -162,6 +163,22 @@ class TestOpenApi:
         }
         documented = {(path, method) for path, item in OPENAPI["paths"].items() for method in item}
         assert routes == documented
+
+    def test_routes_are_exactly_the_table_of_owned_paths(self) -> None:
+        """The admin routes serve the paths of SERVER_ROUTES, no more, no fewer."""
+        served = {r.path for r in admin_routes(ModeController()) if isinstance(r, Route)}
+        assert served == set(SERVER_ROUTES)
+        assert all(path.startswith("/server/") for path in served)
+
+    def test_enums_are_the_cores(self) -> None:
+        """Modes, states, outcomes and timeout policies are listed from the core's enums."""
+        schemas = OPENAPI["components"]["schemas"]
+        status, transition = schemas["Status"]["properties"], schemas["Transition"]["properties"]
+        assert status["mode"]["enum"] == [m.value for m in Mode]
+        assert status["state"]["enum"] == [s.value for s in State]
+        assert status["timeout_policy"]["enum"] == [p.value for p in TimeoutPolicy]
+        assert transition["outcome"]["enum"] == [o.value for o in Outcome]
+        assert schemas["ModeChanged"]["properties"]["server changed"]["enum"] == list(Mode)
 
     def test_document_is_valid_openapi_json_schema(self) -> None:
         """Every component schema is a valid JSON Schema (2020-12, as OpenAPI 3.1 uses)."""
