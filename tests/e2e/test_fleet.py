@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx2
 
+from tests.adapters.helpers import assert_documented
+
 from .fleet import Background, Instance, add_instance, fleet_of, until
 
 PROFILE = "/profiles/1"
@@ -41,6 +43,7 @@ def test_three_instances_drain_as_one() -> None:
             refused = instance.post(SCHEMA_WRITE)
             assert refused.status_code == 503 and refused.json()["code"] == 5030
         assert c.status()["fleet"]["not_drained"] == ["B"]
+        assert_documented(c.get("/server/status"), "/server/status", "GET")
         answer = switch.join()
         assert slow.join().status_code == 200
         assert slow.ended is not None and switch.ended is not None
@@ -53,6 +56,8 @@ def test_three_instances_drain_as_one() -> None:
         (record, *_) = fleet_records(c)
         assert record["outcome"] == "completed"
         assert record["instances"] == {"A": "drained", "B": "drained", "C": "drained"}
+        assert_documented(c.get("/server/fleet"), "/server/fleet", "GET")
+        assert_documented(c.get("/server/health/ready"), "/server/health/ready", "GET")
         assert [i["instance"] for i in c.fleet()["fleet"]["instances"]] == ["A", "B", "C"]
         local = b.get("/server/transitions").json()["transitions"][0]
         assert (local["outcome"], local["to_state"]) == ("completed", "maintenance")

@@ -381,3 +381,14 @@ class TestEmbeddedRoutes:
         assert unauthorised.headers["www-authenticate"].startswith("Bearer")
         assert (busy.status_code, busy.json()["code"]) == (503, 5031)
         assert int(busy.headers["retry-after"]) >= 1
+
+
+def test_the_fleet_route_without_a_fleet_is_a_documented_404() -> None:
+    """GET /server/fleet belongs to servermode: without --fleet it says how to get one."""
+    from ..helpers import assert_documented, serving
+
+    with serving() as (client, _):
+        answer = client.get("/server/fleet")
+    assert answer.status_code == 404
+    body = assert_documented(answer, "/server/fleet", "GET")
+    assert "--fleet" in body["description"]
