@@ -73,10 +73,10 @@ fleet: $(STAMP) redis-server
 
 # Benchmarks (not part of `make test`; tests/bench runs each with --quick): every script
 # prints its figures against a baseline from the same run and writes them to bench/results.
-BENCHES := admission switch_latency scale asgi_overhead http_overhead status_throughput
+BENCHES := admission switch_latency scale asgi_overhead http_overhead status_throughput fleet
 
 # The HTTP benchmarks load their servers with wrk when it is installed (an asyncio client otherwise).
-bench: $(STAMP)
+bench: $(STAMP) redis-server
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo 'wrk not installed: the asyncio load generator is used'
 	for b in $(BENCHES); do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
 

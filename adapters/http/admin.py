@@ -129,6 +129,10 @@ class AdminRoutes:
 
     async def status(self, request: Request) -> Response:
         self.auth.require(request.headers.get("authorization"), Role.READER)
+        if isinstance(
+            self.controller, FleetController
+        ):  # the instances, read at most once a second
+            await self.controller.fleet.refresh_members(max_age=1.0)
         document = status_document(self.controller, self.stats)
         return JSONResponse(document, headers={"Cache-Control": "no-store"})
 
@@ -156,6 +160,7 @@ class AdminRoutes:
                 Problem.NOT_FOUND,
                 "this service runs alone: start it with --fleet to share its mode with a fleet",
             )
+        await controller.fleet.refresh_members()
         records = await controller.fleet.records(limit)
         return JSONResponse(
             {

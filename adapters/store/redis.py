@@ -10,7 +10,9 @@ Keys, under a prefix so that several fleets share one Redis (``servermode`` by d
 - ``<prefix>:member:<instance>``: each instance's heartbeat, JSON, with a TTL (PX);
   ``<prefix>:members``, the set of instance names, pruned of expired ones when read.
 - ``<prefix>:reports:<epoch>``: a hash of the drain reports of one epoch (expires in a day).
-- ``<prefix>:wake`` (pub/sub channel): a hint to read early. Keys are the truth: the members
+- ``<prefix>:wake`` (pub/sub channel): a hint to read early, published at each change of the
+  state; ``<prefix>:wake:<instance>``: a report for the instance that checks the barrier.
+  Keys are the truth: the members
   also read on a period, and the subscription is re-established after a lost connection
   (redis.asyncio's pub/sub does not reconnect by itself).
 
@@ -38,6 +40,7 @@ from servermode.core.fleet import (
     FleetRecord,
     FleetState,
     Heartbeat,
+    Wake,
 )
 
 __all__ = ["DEFAULT_PREFIX", "RedisFleetEngine", "check_fleet_url"]
@@ -48,9 +51,10 @@ DEFAULT_PREFIX = "servermode"
 REPORTS_TTL = 86_400
 
 _log = structlog.get_logger("servermode.fleet")
+_WAKES = {wake.value: wake for wake in Wake}
 
 # KEYS: state, log. ARGV: expected epoch ('' = no state), new state, record ('' = none),
-# log cap, wake channel, epoch to publish.
+# log cap, wake channel, wake message.
 _COMPARE_AND_SET = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -108,7 +112,7 @@ class RedisFleetEngine:
             decode_responses=True,
         )
         self._cas = self._redis.register_script(_COMPARE_AND_SET)
-        self._subscribers: list[Callable[[], None]] = []
+        self._subscribers: list[Callable[[Wake], None]] = []
         self._listener: asyncio.Task[None] | None = None
         self.key_state = f"{prefix}:state"
         self.key_log = f"{prefix}:log"
@@ -117,6 +121,9 @@ class RedisFleetEngine:
 
     def _member(self, instance: str) -> str:
         return f"{self.prefix}:member:{instance}"
+
+    def _own_channel(self, instance: str) -> str:
+        return f"{self.channel}:{instance}"
 
     def _reports(self, epoch: int) -> str:
         return f"{self.prefix}:reports:{epoch}"
@@ -147,14 +154,14 @@ class RedisFleetEngine:
             "" if record is None else _dumps(record.to_dict()),
             str(self.max_records),
             self.channel,
-            str(state.epoch),
+            Wake.STATE.value,
         ]
         won = await self._call(self._cas(keys=[self.key_state, self.key_log], args=args))
         return bool(won)
 
     async def beat(self, heartbeat: Heartbeat, ttl: float) -> None:
         async def write() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(
                     self._member(heartbeat.instance),
                     _dumps(heartbeat.to_dict()),
@@ -187,13 +194,43 @@ class RedisFleetEngine:
 
         return await self._call(read())
 
-    async def report(self, report: DrainReport) -> None:
+    async def live(self) -> set[str]:
+        async def read() -> set[str]:
+            names = sorted(str(n) for n in await self._redis.smembers(self.key_members))
+            if not names:
+                return set()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.exists(self._member(name))
+                found = await pipe.execute()
+            gone = [n for n, there in zip(names, found, strict=True) if not there]
+            if gone:
+                await self._redis.srem(self.key_members, *gone)
+            return set(names) - set(gone)
+
+        return await self._call(read())
+
+    async def is_live(self, instance: str) -> bool:
+        return bool(await self._call(self._redis.exists(self._member(instance))))
+
+    async def counts(self, epoch: int) -> tuple[int, int]:
+        async def read() -> tuple[int, int]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.scard(self.key_members)
+                pipe.hlen(self._reports(epoch))
+                named, reported = await pipe.execute()
+            return int(named), int(reported)
+
+        return await self._call(read())
+
+    async def report(self, report: DrainReport, notify: str | None = None) -> None:
         async def write() -> None:
             key = self._reports(report.epoch)
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, report.instance, _dumps(report.to_dict()))
                 pipe.expire(key, REPORTS_TTL)
-                pipe.publish(self.channel, str(report.epoch))
+                if notify is not None:
+                    pipe.publish(self._own_channel(notify), Wake.REPORT.value)
                 await pipe.execute()
 
         await self._call(write())
@@ -202,6 +239,12 @@ class RedisFleetEngine:
         async def read() -> dict[str, DrainReport]:
             raw = await self._redis.hgetall(self._reports(epoch))
             return {str(name): DrainReport.from_dict(json.loads(v)) for name, v in raw.items()}
+
+        return await self._call(read())
+
+    async def reported(self, epoch: int) -> set[str]:
+        async def read() -> set[str]:
+            return {str(name) for name in await self._redis.hkeys(self._reports(epoch))}
 
         return await self._call(read())
 
@@ -218,22 +261,25 @@ class RedisFleetEngine:
 
         return await self._call(read())
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
+    def subscribe(self, instance: str, wake: Callable[[Wake], None]) -> None:
+        """Listen on the fleet's channel and on ``instance``'s own (one listener per engine)."""
         self._subscribers.append(wake)
         if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
+            channels = (self.channel, self._own_channel(instance))
+            self._listener = asyncio.get_running_loop().create_task(self._listen(channels))
 
-    async def _listen(self) -> None:
+    async def _listen(self, channels: tuple[str, ...]) -> None:
         """Wake the subscribers on each message; subscribe again whenever the link breaks."""
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
-                self._wake()  # a new subscription may have missed messages: look now
+                await pubsub.subscribe(*channels)
+                self._wake(Wake.STATE)  # a new subscription may have missed messages: look now
                 while True:
                     # A bounded wait: an idle link is not an error (socket_timeout would be).
-                    if await pubsub.get_message(timeout=self.resubscribe_after * 2) is not None:
-                        self._wake()
+                    message = await pubsub.get_message(timeout=self.resubscribe_after * 2)
+                    if message is not None:
+                        self._wake(_WAKES.get(str(message.get("data")), Wake.STATE))
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -243,9 +289,9 @@ class RedisFleetEngine:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(self.resubscribe_after)
 
-    def _wake(self) -> None:
+    def _wake(self, what: Wake) -> None:
         for wake in self._subscribers:
-            wake()
+            wake(what)
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None

@@ -18,7 +18,7 @@ from .barrier import (
     switch_state,
 )
 from .controller import FleetController
-from .engine import FleetEngine, FleetEngineUnavailable
+from .engine import FleetEngine, FleetEngineUnavailable, Wake
 from .fake import InMemoryFleetEngine
 from .member import FleetMember
 from .node import GateNode, LocalDrain, LocalNode
@@ -50,6 +50,7 @@ __all__ = [
     "LocalDrain",
     "LocalNode",
     "ReportOutcome",
+    "Wake",
     "barrier",
     "completion",
     "draining_to",

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from ..machine import TimeoutPolicy
 from ..modes import Mode, State
-from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, Heartbeat, ReportOutcome
+from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, ReportOutcome
 
 __all__ = [
     "COMPLETIONS",
@@ -65,12 +65,12 @@ class Barrier:
 
 
 def barrier(
-    fleet: FleetState, members: Iterable[Heartbeat], reports: Mapping[str, DrainReport], now: float
+    fleet: FleetState, live: Iterable[str], reports: Mapping[str, DrainReport], now: float
 ) -> Barrier:
-    """Where the barrier of ``fleet`` (a draining state) stands, given who is live."""
+    """Where the barrier of ``fleet`` (a draining state) stands, given the live instances."""
     if not fleet.is_draining or fleet.deadline is None:
         raise ValueError(f"epoch {fleet.epoch} is not a drain: {fleet.state}")
-    live = {beat.instance for beat in members}
+    live = set(live)
     reported = {i: r for i, r in reports.items() if r.epoch == fleet.epoch}
     return Barrier(
         epoch=fleet.epoch,

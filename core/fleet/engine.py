@@ -11,12 +11,20 @@ Every method raises :class:`FleetEngineUnavailable` when the engine cannot be re
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Protocol
 
 from ..errors import StoreError
 from .records import DrainReport, FleetRecord, FleetState, Heartbeat
 
-__all__ = ["FleetEngine", "FleetEngineUnavailable"]
+__all__ = ["FleetEngine", "FleetEngineUnavailable", "Wake"]
+
+
+class Wake(StrEnum):
+    """What a wake-up is about: the fleet state changed, or an instance reported its drain."""
+
+    STATE = "state"
+    REPORT = "report"
 
 
 class FleetEngineUnavailable(StoreError):
@@ -42,7 +50,7 @@ class FleetEngine(Protocol):
         """Write ``state`` if the stored epoch is ``expected_epoch`` (None: no state stored).
 
         ``record``, if given, is appended to the fleet's capped log in the same atomic step:
-        only the winner of a compare-and-set writes a record. Wakes the subscribers.
+        only the winner of a compare-and-set writes a record. Wakes the subscribers (STATE).
         """
         ...
 
@@ -58,20 +66,46 @@ class FleetEngine(Protocol):
         """The live instances: those whose heartbeat has not expired."""
         ...
 
-    async def report(self, report: DrainReport) -> None:
-        """Keep ``report`` for its epoch (idempotent: a repeat replaces it). Wakes subscribers."""
+    async def live(self) -> set[str]:
+        """The names of the live instances (cheaper than :meth:`members`: no heartbeat read)."""
+        ...
+
+    async def is_live(self, instance: str) -> bool:
+        """Whether ``instance``'s heartbeat is there (one key: O(1))."""
+        ...
+
+    async def counts(self, epoch: int) -> tuple[int, int]:
+        """(instances named as members, reports for ``epoch``): O(1), to skip reading names.
+
+        The first may still count instances whose heartbeat expired (until :meth:`live`
+        prunes them): it is never below the number of live instances.
+        """
+        ...
+
+    async def report(self, report: DrainReport, notify: str | None = None) -> None:
+        """Keep ``report`` for its epoch (idempotent: a repeat replaces it).
+
+        Wakes (REPORT) the instance ``notify`` only, if given: the one that checks the
+        barrier at every report. Waking every instance at every report would cost the
+        fleet O(instances squared) per switch.
+        """
         ...
 
     async def reports(self, epoch: int) -> dict[str, DrainReport]:
         """The reports kept for ``epoch``, by instance."""
         ...
 
+    async def reported(self, epoch: int) -> set[str]:
+        """The names of the instances that reported for ``epoch``."""
+        ...
+
     async def records(self, limit: int = 50) -> list[FleetRecord]:
         """Up to ``limit`` fleet records, newest first."""
         ...
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
-        """Call ``wake()`` (on the event loop) when the state or a report may have changed.
+    def subscribe(self, instance: str, wake: Callable[[Wake], None]) -> None:
+        """Call ``wake(what)`` (on the event loop) when the state changed, or a report
+        named ``instance`` to be notified.
 
         Only a hint to look early: a missed wake-up costs a period, never correctness.
         """

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from .engine import FleetEngineUnavailable
+from .engine import FleetEngineUnavailable, Wake
 from .records import DrainReport, FleetRecord, FleetState, Heartbeat
 
 __all__ = ["InMemoryFleetEngine"]
@@ -27,7 +27,7 @@ class InMemoryFleetEngine:
         self._beats: dict[str, tuple[float, Heartbeat]] = {}
         self._reports: dict[int, dict[str, DrainReport]] = {}
         self._records: list[FleetRecord] = []
-        self._subscribers: list[Callable[[], None]] = []
+        self._subscribers: dict[str, list[Callable[[Wake], None]]] = {}
 
     async def _call(self) -> None:
         # Every call yields once, as a network round trip does: concurrent members interleave.
@@ -43,9 +43,11 @@ class InMemoryFleetEngine:
         self._reports.clear()
         self._records.clear()
 
-    def _wake(self) -> None:
-        for wake in self._subscribers:
-            wake()
+    def _wake(self, what: Wake, only: str | None = None) -> None:
+        for instance, wakes in self._subscribers.items():
+            if only is None or instance == only:
+                for wake in wakes:
+                    wake(what)
 
     async def load(self) -> FleetState | None:
         await self._call()
@@ -62,7 +64,7 @@ class InMemoryFleetEngine:
         if record is not None:
             self._records.append(record)
             del self._records[: -self.max_records]
-        self._wake()
+        self._wake(Wake.STATE)
         return True
 
     async def beat(self, heartbeat: Heartbeat, ttl: float) -> None:
@@ -80,21 +82,35 @@ class InMemoryFleetEngine:
             del self._beats[instance]
         return [beat for _, beat in self._beats.values()]
 
-    async def report(self, report: DrainReport) -> None:
+    async def live(self) -> set[str]:
+        return {beat.instance for beat in await self.members()}
+
+    async def is_live(self, instance: str) -> bool:
+        return instance in await self.live()
+
+    async def counts(self, epoch: int) -> tuple[int, int]:
+        await self._call()
+        return len(self._beats), len(self._reports.get(epoch, {}))
+
+    async def report(self, report: DrainReport, notify: str | None = None) -> None:
         await self._call()
         self._reports.setdefault(report.epoch, {})[report.instance] = report
-        self._wake()
+        if notify is not None:
+            self._wake(Wake.REPORT, only=notify)
 
     async def reports(self, epoch: int) -> dict[str, DrainReport]:
         await self._call()
         return dict(self._reports.get(epoch, {}))
 
+    async def reported(self, epoch: int) -> set[str]:
+        return set(await self.reports(epoch))
+
     async def records(self, limit: int = 50) -> list[FleetRecord]:
         await self._call()
         return list(reversed(self._records[-limit:])) if limit > 0 else []
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
-        self._subscribers.append(wake)
+    def subscribe(self, instance: str, wake: Callable[[Wake], None]) -> None:
+        self._subscribers.setdefault(instance, []).append(wake)
 
     async def close(self) -> None:
         pass

@@ -37,7 +37,7 @@ from ..machine import TimeoutPolicy, Trigger
 from ..modes import Mode, State, parse_mode
 from ..records import Outcome, TransitionRecord, utc_now
 from .barrier import barrier, completion, switch_state
-from .engine import FleetEngine, FleetEngineUnavailable
+from .engine import FleetEngine, FleetEngineUnavailable, Wake
 from .node import LocalDrain, LocalNode
 from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, Heartbeat, ReportOutcome
 
@@ -83,6 +83,10 @@ class FleetMember:
         period: seconds between rounds when nothing wakes the member.
         report_grace: seconds past the deadline the barrier still waits for live instances'
             timed-out reports (so that the record names their stragglers).
+        check_every: while the fleet drains, the instance that started the switch checks the
+            barrier at every round and at every report; the others (who complete it if the
+            starter dies) every ``check_every`` rounds, and repeat their report as often (in
+            case the engine lost it). So a report wakes one instance, not the fleet.
         clock: the wall clock (seconds); deadlines are wall-clock instants.
     """
 
@@ -98,6 +102,7 @@ class FleetMember:
         heartbeat_ttl: float = 5.0,
         period: float = 0.5,
         report_grace: float | None = None,
+        check_every: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if heartbeat_ttl <= period:
@@ -111,19 +116,24 @@ class FleetMember:
         self.heartbeat_ttl = heartbeat_ttl
         self.period = period
         self.report_grace = period if report_grace is None else report_grace
+        self.check_every = max(1, check_every)
         self.clock = clock
         #: The last fleet state read from the engine (what the instance serves under).
         self.known: FleetState | None = None
         #: Why the engine is unreachable, or None while it answers.
         self.lost: str | None = None
         self.lost_since: float | None = None
-        #: The live instances as last read.
+        #: The live instances as last read (by :meth:`refresh_members`: status pages).
         self.members: list[Heartbeat] = []
+        #: While the fleet drains: the live instances that had not reported at the last look.
+        self.waiting: set[str] = set()
+        self._members_read = -1e18
         self._following: _Following | None = None
         self._since = clock()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._rounds = 0
 
     @property
@@ -144,11 +154,19 @@ class FleetMember:
             if fleet is None:
                 fleet = await self._reseed()
             await self._follow(fleet)
-            self.members = await self.engine.members()
             await self._beat()
-        self.engine.subscribe(self._wake.set)
+        self.engine.subscribe(self.instance, self._woken)
         _log.info("fleet_joined", instance=self.instance, epoch=fleet.epoch, state=fleet.state)
         return fleet
+
+    def _woken(self, what: Wake) -> None:
+        if what is Wake.REPORT and not self._checks_every_round():
+            return  # the starter completes the barrier; the others look on their period
+        self._wake.set()
+
+    def _checks_every_round(self) -> bool:
+        known = self.known
+        return known is not None and known.is_draining and known.starter == self.instance
 
     def run_in_background(self) -> None:
         """Run rounds every period (and on wake-ups) until :meth:`stop`."""
@@ -156,9 +174,12 @@ class FleetMember:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
+        # A flag, not only the cancellation: a library under a call may swallow a cancellation
+        # that meets its own timeout (a lost engine call), and the loop must still end.
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._next_wait())
+                async with asyncio.timeout(self._next_wait()):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.sync()
@@ -176,10 +197,13 @@ class FleetMember:
     async def stop(self) -> None:
         """Stop the rounds and leave the fleet (the barrier stops waiting for this instance)."""
         task, self._task = self._task, None
-        if task is not None:
+        self._stopping = True
+        self._wake.set()
+        while task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=self.period)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            _log.error("fleet_rounds_failed", instance=self.instance, error=str(task.exception()))
         with contextlib.suppress(FleetEngineUnavailable):
             await self.engine.leave(self.instance)
 
@@ -195,15 +219,16 @@ class FleetMember:
                     fleet = await self._reseed()
                 self._reached()
                 await self._follow(fleet)
-                if fleet.is_draining:
-                    await self._report(fleet)
+                if not fleet.is_draining:
                     await self._beat()
-                    self.members = await self.engine.members()
-                    await self._complete_if_due(fleet)
                 else:
+                    periodic = self._rounds % self.check_every == 0
+                    await self._report(fleet, again=periodic)
                     await self._beat()
-                    if self._rounds % 4 == 0:  # a view for status pages; the barrier reads its own
-                        self.members = await self.engine.members()
+                    if self._checks_every_round():
+                        await self._complete_if_due(fleet, full=periodic)
+                    elif periodic and await self._starter_gone(fleet):
+                        await self._complete_if_due(fleet, full=True)
             except FleetEngineUnavailable as exc:
                 self._lose(exc.reason)
 
@@ -307,6 +332,7 @@ class FleetMember:
                 in_flight=drain.in_flight,
             )
             return
+        self.waiting = set()
         if following is not None:
             await self._settle(following, fleet.state, fleet)
         elif self.node.state is not fleet.state:
@@ -367,10 +393,12 @@ class FleetMember:
                 waiter.set_result(stored)
         return stored
 
-    async def _report(self, fleet: FleetState) -> None:
-        """Report the local drain of ``fleet``'s epoch once it ended (again each round)."""
+    async def _report(self, fleet: FleetState, *, again: bool) -> None:
+        """Report the local drain of ``fleet``'s epoch once it ended (again when ``again``)."""
         following = self._following
         assert following is not None and following.epoch == fleet.epoch
+        if following.report is not None and not again:
+            return
         if following.report is None:
             now = self.clock()
             assert fleet.deadline is not None
@@ -395,13 +423,37 @@ class FleetMember:
                 outcome=following.report.outcome,
                 stragglers=following.report.stragglers,
             )
-        # Reports are idempotent: repeating it each round survives an engine that lost it.
-        await self.engine.report(following.report)
+        # Reports are idempotent: repeating one now and then survives an engine that lost it.
+        await self.engine.report(following.report, notify=fleet.starter)
 
-    async def _complete_if_due(self, fleet: FleetState) -> None:
+    async def _starter_gone(self, fleet: FleetState) -> bool:
+        """Whether the others must complete this switch: its starter's heartbeat expired, or
+        it has let the deadline pass by two rounds (alive, but failing to complete)."""
+        assert fleet.deadline is not None
+        if self.clock() >= fleet.deadline + self.report_grace + 2 * self.period:
+            return True
+        return fleet.starter is None or not await self.engine.is_live(fleet.starter)
+
+    async def _complete_if_due(self, fleet: FleetState, *, full: bool) -> None:
+        """Complete the switch if its barrier is complete.
+
+        Cheap first: unless ``full`` (or the deadline passed), two counts (instances named,
+        reports) decide whether the names are worth reading: an instance that checks at
+        every report must not read the whole fleet at every report.
+        """
         now = self.clock()
+        assert fleet.deadline is not None
+        overdue = now - self.report_grace >= fleet.deadline
+        if not full and not overdue:
+            named, reported = await self.engine.counts(fleet.epoch)
+            if reported < named:
+                return
+        live = await self.engine.live()
+        self.waiting = live - await self.engine.reported(fleet.epoch)
+        if self.waiting and not overdue:
+            return
         reports = await self.engine.reports(fleet.epoch)
-        where = barrier(fleet, self.members, reports, now - self.report_grace)
+        where = barrier(fleet, live, reports, now - self.report_grace)
         if not where.complete:
             return
         steady, record = completion(fleet, where, now=now, completed_by=self.instance)
@@ -449,7 +501,7 @@ class FleetMember:
                     return await self._noop(target, **refused)
                 won = False
                 if not fleet.is_draining:
-                    members = await self.engine.members()
+                    live = await self.engine.live()
                     started = switch_state(
                         fleet,
                         target,
@@ -457,7 +509,7 @@ class FleetMember:
                         drain_timeout=self.drain_timeout,
                         policy=self.timeout_policy,
                         starter=self.instance,
-                        members=[m.instance for m in members] + [self.instance],
+                        members=[*live, self.instance],
                         actor=actor,
                         reason=reason,
                     )
@@ -493,7 +545,8 @@ class FleetMember:
         # must have gone: the answer says so, and the switch completes when it returns.
         bound = started.deadline - self.clock() + self.report_grace + 2 * self.period + 1
         try:
-            record = await asyncio.wait_for(asyncio.shield(waiter), max(0.0, bound))
+            async with asyncio.timeout(max(0.0, bound)):
+                record = await asyncio.shield(waiter)
         except TimeoutError:
             raise FleetEngineUnavailable(
                 f"the fleet switch to {target} (epoch {started.epoch}) was not confirmed by its "
@@ -551,6 +604,20 @@ class FleetMember:
 
     async def records(self, limit: int = 50) -> list[FleetRecord]:
         return await self.engine.records(limit)
+
+    async def refresh_members(self, max_age: float = 0.0) -> list[Heartbeat]:
+        """Read every live instance's heartbeat, unless read less than ``max_age`` s ago.
+
+        O(fleet): for status pages, never for rounds. A lost engine leaves the last list.
+        """
+        now = self.clock()
+        if now - self._members_read >= max_age:
+            try:
+                self.members = await self.engine.members()
+                self._members_read = now
+            except FleetEngineUnavailable as exc:
+                self._lose(exc.reason)
+        return self.members
 
     def view(self) -> dict[str, Any]:
         """The fleet as this instance last saw it, JSON-ready (no engine call)."""

@@ -21,6 +21,7 @@ from servermode.core.fleet import (
     GateNode,
     Heartbeat,
     ReportOutcome,
+    Wake,
 )
 
 from .redis_server import RedisServer, redis_server
@@ -138,11 +139,24 @@ def test_wakeups_come_from_other_instances_and_survive_a_restart(server: RedisSe
         listener = RedisFleetEngine(server.url, prefix="w", resubscribe_after=0.1)
         writer = RedisFleetEngine(server.url, prefix="w")
         woken: list[float] = []
-        listener.subscribe(lambda: woken.append(time.monotonic()))
+        kinds: list[Wake] = []
+
+        def woke(what: Wake) -> None:
+            woken.append(time.monotonic())
+            kinds.append(what)
+
+        listener.subscribe("l", woke)
         await until(lambda: len(woken) >= 1)  # the subscription's own first look
         before = len(woken)
         await writer.compare_and_set(None, state(1))
         await until(lambda: len(woken) > before)
+        # A report wakes the instance it names, and no other.
+        report = DrainReport("x", 1, ReportOutcome.DRAINED, time.time())
+        await writer.report(report, notify="someone-else")
+        await writer.report(report, notify="l")
+        await until(lambda: kinds[-1] is Wake.REPORT)
+        await asyncio.sleep(0.1)
+        assert kinds.count(Wake.REPORT) == 1
         server.restart()
         await asyncio.sleep(0.5)
         before = len(woken)

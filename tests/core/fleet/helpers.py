@@ -39,6 +39,7 @@ class Instance:
             "period": PERIOD,
             "drain_timeout": TIMEOUT,
             "clock": clock,
+            "check_every": 1,  # every member checks the barrier at every round (see member)
             **kw,
         }
         self.member = FleetMember(engine, self.node, instance=name, **options)

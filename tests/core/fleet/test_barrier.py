@@ -74,7 +74,7 @@ def test_a_switch_is_the_next_epoch_draining_to_the_target() -> None:
 
 
 def test_the_barrier_waits_for_live_instances_that_have_not_reported() -> None:
-    where = barrier(drain(), [beat("A"), beat("B"), beat("C")], {"A": report("A")}, NOW + 1)
+    where = barrier(drain(), ["A", "B", "C"], {"A": report("A")}, NOW + 1)
     assert where.waiting == {"B", "C"} and not where.complete and where.expired == set()
     with pytest.raises(ValueError):
         completion(drain(), where, now=NOW + 1, completed_by="A")
@@ -82,12 +82,12 @@ def test_the_barrier_waits_for_live_instances_that_have_not_reported() -> None:
 
 def test_reports_of_another_epoch_do_not_count() -> None:
     stale = DrainReport("B", 4, ReportOutcome.DRAINED, NOW)
-    where = barrier(drain(), [beat("A"), beat("B")], {"A": report("A"), "B": stale}, NOW + 1)
+    where = barrier(drain(), ["A", "B"], {"A": report("A"), "B": stale}, NOW + 1)
     assert where.waiting == {"B"}
 
 
 def test_expired_instances_are_left_out_and_named() -> None:
-    where = barrier(drain(), [beat("A"), beat("B")], {"A": report("A"), "B": report("B")}, NOW + 1)
+    where = barrier(drain(), ["A", "B"], {"A": report("A"), "B": report("B")}, NOW + 1)
     assert where.complete and where.expired == {"C"}
     steady, record = completion(drain(), where, now=NOW + 2, completed_by="B")
     assert steady.epoch == 6 and steady.state is State.MAINTENANCE
@@ -109,7 +109,7 @@ def test_the_deadline_applies_the_policy(
 ) -> None:
     started = drain(policy)
     reports = {"A": report("A"), "B": report("B", ReportOutcome.TIMED_OUT, profile=2)}
-    where = barrier(started, [beat("A"), beat("B"), beat("C")], reports, NOW + 10)
+    where = barrier(started, ["A", "B", "C"], reports, NOW + 10)
     assert where.overdue and where.complete
     steady, record = completion(started, where, now=NOW + 10, completed_by="A")
     assert steady.state is mode and steady.outcome is outcome
@@ -120,9 +120,7 @@ def test_the_deadline_applies_the_policy(
 def test_records_survive_json() -> None:
     started = drain()
     assert FleetState.from_dict(started.to_dict()) == started
-    where = barrier(
-        started, [beat("A")], {"A": report("A", ReportOutcome.TIMED_OUT, x=1)}, NOW + 11
-    )
+    where = barrier(started, ["A"], {"A": report("A", ReportOutcome.TIMED_OUT, x=1)}, NOW + 11)
     _, record = completion(started, where, now=NOW + 11, completed_by="A")
     assert FleetRecord.from_dict(record.to_dict()) == record
     assert Heartbeat.from_dict(beat("A").to_dict()) == beat("A")

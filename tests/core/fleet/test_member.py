@@ -112,7 +112,8 @@ class TestBarrier:
                     for category in ("profile", "schema"):
                         with pytest.raises(Refused):
                             instance.gate.admit(category)
-            assert fl["A"].member.view()["not_drained"] == ["B"]
+            await fl["C"].member.refresh_members()  # as the status route does
+            assert fl["C"].member.view()["not_drained"] == ["B"]
             slow.release()
             await rounds(fl.values())
             await settle_tasks()
@@ -405,5 +406,35 @@ class TestReseeding:
             await settle_tasks()
             assert (await switch).outcome is Outcome.COMPLETED
             assert mode_of(fl.values()) == {M}
+
+        run(scenario)
+
+
+class TestWakeUps:
+    def test_a_report_wakes_the_starter_only_and_the_others_still_complete(self) -> None:
+        """With the default check_every, the barrier is the starter's; if it dies, the others
+        complete it within check_every rounds once its heartbeat has expired."""
+
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("ABC", engine, clock, check_every=4)
+            slow = fl["B"].gate.admit("profile")
+            switch = asyncio.create_task(fl["A"].member.switch("maintenance"))
+            await settle_tasks()
+            await rounds(fl.values())
+            for instance in fl.values():
+                instance.member._wake.clear()
+            slow.release()
+            await rounds([fl["B"]])  # B reports: only the starter is woken
+            assert fl["A"].member._wake.is_set()
+            assert not fl["C"].member._wake.is_set()
+            switch.cancel()  # A dies before it completes
+            survivors = [fl["B"], fl["C"]]
+            clock.advance(TTL + 0.1)
+            await rounds(survivors, 4)
+            state = await engine.load()
+            assert state is not None and state.state is M
+            assert mode_of(survivors) == {M}
 
         run(scenario)
