@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test soak lint typecheck pytest redis-server fleet diagrams bench clean
+.PHONY: serve test soak lint typecheck pytest redis-server chromium screenshot fleet diagrams bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,17 @@ typecheck: $(STAMP)
 redis-server:
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
-pytest: $(STAMP) redis-server
+pytest: $(STAMP) redis-server chromium
 	$(PY) -m pytest
+
+# The browser tests (tests/browser) drive Debian's Chromium through playwright, which cannot
+# download browsers of its own here.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 chromium)
+
+# The README's picture of the admin page, taken by the browser test that checks it.
+screenshot: $(STAMP) chromium
+	SERVERMODE_SCREENSHOT_DIR=docs $(PY) -m pytest -q tests/browser -k "shows_the_drain or phone_width"
 
 # The long reliability runs (README "Reliability"): bounded by SOAK_TIMEOUT seconds in all.
 SOAK_TIMEOUT ?= 1500

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from servermode.core import CONTEXT_SERVICES, ModeController
+from servermode.core import CONTEXT_SERVICES, AuditLog, ModeController
 from servermode.core.fleet import FleetController
 from starlette.types import ASGIApp
 from uvicorn.importer import ImportFromStringError, import_from_string
@@ -30,7 +30,9 @@ from .http.auth import TokenAuth
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
+from .http.feed import AuditFeed
 from .http.middleware import GateMiddleware
+from .http.monitoring import Monitor, monitor_for
 from .http.stats import RequestStats
 from .store.factory import open_store
 from .store.redis import RedisFleetEngine
@@ -47,11 +49,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """What ``servermode serve`` runs: the application, and the controller it gates through."""
+    """What ``servermode serve`` runs: the application, and the controller it gates through.
+
+    ``monitor`` feeds the metrics and the event streams; ``monitor.close()`` ends the streams
+    when the server begins to stop.
+    """
 
     app: ASGIApp
     controller: ModeController
     stats: RequestStats
+    monitor: Monitor
     instance: str | None = None  # the instance's name in its fleet, None without a fleet
 
 
@@ -91,7 +98,9 @@ def build_service(
         auth = TokenAuth(settings.admin_token, settings.read_token)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
-    controller = build_controller(settings)
+    feed = AuditFeed()  # the audit log, also feeding the metrics and the event streams
+    controller = build_controller(settings, feed)
+    monitor = monitor_for(controller, feed)
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (
@@ -108,7 +117,9 @@ def build_service(
     )
     gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
     instance = controller.instance if isinstance(controller, FleetController) else None
-    return Service(app=gated, controller=controller, stats=stats, instance=instance)
+    return Service(
+        app=gated, controller=controller, stats=stats, monitor=monitor, instance=instance
+    )
 
 
 def default_instance_id() -> str:
@@ -116,7 +127,7 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def build_controller(settings: Settings) -> ModeController:
+def build_controller(settings: Settings, audit: AuditLog | None = None) -> ModeController:
     """One process's controller, or (with ``--fleet``) an instance of a fleet on Redis."""
     options: dict[str, Any] = {
         "policy": CONTEXT_SERVICES,
@@ -124,6 +135,7 @@ def build_controller(settings: Settings) -> ModeController:
         "drain_timeout": settings.drain_timeout,
         "timeout_policy": settings.timeout_policy,
         "refusal_retry_after": settings.retry_after,
+        "audit": audit,
     }
     store = open_store(settings.state)
     if settings.fleet is None:

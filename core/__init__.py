@@ -8,11 +8,12 @@ them through a :class:`Store` and audits them. Nothing here knows of HTTP.
 from __future__ import annotations
 
 from .audit import AUDIT_EVENT, AUDIT_LOGGER, AuditLog
-from .controller import ModeController, ModeStatus
+from .controller import MAX_DRAIN_TIMEOUT, ModeController, ModeStatus
 from .errors import (
     InvalidMode,
     ModeChangeCancelled,
     ModeChangeFailed,
+    ModeChangeInterrupted,
     ModeChangeRolledBack,
     Refused,
     ServerModeError,
@@ -31,6 +32,7 @@ __all__ = [
     "AUDIT_EVENT",
     "AUDIT_LOGGER",
     "CONTEXT_SERVICES",
+    "MAX_DRAIN_TIMEOUT",
     "TRANSITIONS",
     "AdmissionPolicy",
     "AuditLog",
@@ -41,6 +43,7 @@ __all__ = [
     "Mode",
     "ModeChangeCancelled",
     "ModeChangeFailed",
+    "ModeChangeInterrupted",
     "ModeChangeRolledBack",
     "ModeController",
     "ModeMachine",

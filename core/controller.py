@@ -1,51 +1,57 @@
-"""The mode controller: runs mode changes (drain, switch, persist, audit), one at a time."""
+"""The mode controller: runs mode changes (drain, switch, persist, audit), one at a time.
+
+Every step of a switch is planned first (the transition table's :func:`step` says where a
+trigger leads), saved second, and applied last: the machine and the gate move together, and
+only once the state they move to is saved. Whatever ends a switch (drained, timed out,
+cancelled, a store that fails, the switch's own task cancelled), the machine, the gate and
+the drain end up agreeing, and the next switch can begin.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
+import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import structlog
 
 from .audit import AuditLog
 from .errors import (
     ModeChangeCancelled,
+    ModeChangeFailed,
+    ModeChangeInterrupted,
     ModeChangeRolledBack,
-    ServerModeError,
     StoreError,
     SwitchInProgress,
 )
 from .gate import Gate, Ticket
-from .machine import ModeMachine, TimeoutPolicy, Trigger
+from .machine import DrainRoute, ModeMachine, TimeoutPolicy, Transition, Trigger, drain_to, step
 from .modes import Mode, State, parse_mode
 from .policy import CONTEXT_SERVICES, AdmissionPolicy
 from .records import Outcome, PersistedState, TransitionRecord, utc_now
 from .store import InMemoryStore, Store
 
-__all__ = ["ModeController", "ModeStatus"]
+__all__ = ["MAX_DRAIN_TIMEOUT", "ModeController", "ModeStatus"]
 
 T = TypeVar("T")
+
+#: The longest drain a controller accepts, in seconds: one week. Longer (or infinite, or NaN)
+#: is a mistake, not a wish; bound it where settings are read, with this same constant.
+MAX_DRAIN_TIMEOUT: Final = 7 * 24 * 3600.0
 
 #: Called with the draining state when a drain begins (the gate already refuses what that
 #: state refuses); returns the long-lived connections it closed, per category, or None.
 DrainListener = Callable[[State], Mapping[str, int] | None]
 
 _log = structlog.get_logger("servermode")
-
-_START = {Mode.MAINTENANCE: Trigger.START_MAINTENANCE, Mode.PRODUCTION: Trigger.START_PRODUCTION}
-
-# How a drain that ended through each trigger is reported.
-_OUTCOME_OF = {
-    Trigger.DRAINED: Outcome.COMPLETED,
-    Trigger.CANCEL: Outcome.CANCELLED,
-    Trigger.RECOVER: Outcome.RECOVERED,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,22 +89,35 @@ class _Context:
 
 @dataclass(slots=True)
 class _Drain:
-    """One mode change under way."""
+    """One mode change under way, from the moment it is accepted until it is settled."""
 
-    source: State
-    state: State
-    target: Mode
+    route: DrainRoute
+    start: Transition  # the row that begins it, from the steady state being left
     context: _Context
     started: float
     started_at: datetime
     deadline: float
     deadline_at: datetime
     ended: asyncio.Future[None]  # resolved by the first of: drained, cancelled, timed out
+    result: asyncio.Future[TransitionRecord]  # what every caller waiting for it is told
     in_flight: dict[str, int] = field(default_factory=dict)
     closed: dict[str, int] = field(default_factory=dict)
-    task: asyncio.Task[TransitionRecord] | None = None
+    task: asyncio.Task[None] | None = None
+    begun: bool = False  # the machine and the gate are in the draining state
     drained: bool = False
     cancelled: _Context | None = None  # who asked to cancel, once someone has
+    committed: TransitionRecord | None = None  # the saved end, once it is in force
+
+    @property
+    def source(self) -> State:
+        return self.route.leaves
+
+    @property
+    def target(self) -> Mode:
+        return self.route.leads_to.mode
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.deadline - time.monotonic()))
 
 
 class ModeController:
@@ -108,7 +127,8 @@ class ModeController:
         store: where the state and the history are kept (default: in memory).
         policy: which categories each state admits (default: the Context Services preset).
         initial_mode: the mode when the store holds nothing yet.
-        drain_timeout: seconds a drain waits for the requests admitted before it.
+        drain_timeout: seconds a drain waits for the requests of the outgoing kind admitted
+            before it; from 0 to :data:`MAX_DRAIN_TIMEOUT` (a week), else ValueError.
         timeout_policy: what a drain that times out does (``force`` or ``rollback``).
         refusal_retry_after: retry hint (seconds) for requests a steady mode refuses.
         audit: the audit log (default: structlog logger ``servermode.audit``).
@@ -125,12 +145,16 @@ class ModeController:
         refusal_retry_after: int = 60,
         audit: AuditLog | None = None,
     ) -> None:
-        if drain_timeout < 0:
-            raise ValueError(f"drain_timeout must be >= 0, not {drain_timeout!r}")
+        timeout = float(drain_timeout)
+        if not 0 <= timeout <= MAX_DRAIN_TIMEOUT:  # NaN fails every comparison: refused too
+            raise ValueError(
+                f"drain_timeout must be from 0 to {MAX_DRAIN_TIMEOUT:g} seconds (a week), "
+                f"not {drain_timeout!r}"
+            )
         self.store: Store = store if store is not None else InMemoryStore()
         self.policy = policy
         self.initial_mode = parse_mode(initial_mode)
-        self.drain_timeout = float(drain_timeout)
+        self.drain_timeout = timeout
         self._machine = ModeMachine(self.initial_mode.state, TimeoutPolicy(timeout_policy))
         self.gate = Gate(policy, self.initial_mode.state, refusal_retry_after=refusal_retry_after)
         self._audit = audit if audit is not None else AuditLog()
@@ -152,11 +176,7 @@ class ModeController:
 
     @property
     def state(self) -> State:
-        """The state in force: the gate's, which moves only once the new state is saved.
-
-        (The machine moves first, to compute the next state, and is put back if the save
-        fails; reporting it would claim a mode that may never be saved.)
-        """
+        """The state in force: the gate's (the machine moves with it, once a state is saved)."""
         return self.gate.state
 
     @property
@@ -175,8 +195,10 @@ class ModeController:
         return self.gate.retry_after()
 
     def status(self) -> ModeStatus:
-        drain = self._drain
         state = self.state
+        # A change accepted but not begun yet (its intent being saved), or being undone, is
+        # not a drain in force: the state is still steady, and status says so.
+        drain = self._drain if state.is_draining else None
         return ModeStatus(
             mode=state.mode,
             state=state,
@@ -209,12 +231,10 @@ class ModeController:
             record = self._record(state, state, None, self.initial_mode, Outcome.INITIALIZED, now)
         elif persisted.state.is_draining:
             # No request survived the crash, so there is nothing left to drain: complete it.
-            target = persisted.target
-            assert target is not None
-            self._machine.restore(persisted.state)
-            state = self._machine.fire(Trigger.RECOVER)
+            recover = self._step(persisted.state, Trigger.RECOVER)
+            state = recover.dest
             record = self._record(
-                persisted.state, state, Trigger.RECOVER, target, Outcome.RECOVERED, now
+                persisted.state, state, recover.trigger, state.mode, _outcome(recover), now
             )
         else:
             state = persisted.state
@@ -232,8 +252,7 @@ class ModeController:
         """Let a change under way finish (bounded by the drain timeout); close the store."""
         drain = self._drain
         if drain is not None and drain.task is not None:
-            with contextlib.suppress(ServerModeError):
-                await asyncio.shield(drain.task)
+            await asyncio.wait([drain.task])
         await self._io(self.store.close)
         self._started = False
 
@@ -250,28 +269,35 @@ class ModeController:
     ) -> TransitionRecord:
         """Switch to ``mode`` and return the record once the switch is complete.
 
-        Raises InvalidMode for a bad name, SwitchInProgress while another change drains,
-        ModeChangeRolledBack / ModeChangeCancelled when the old mode stays in force, and
-        StoreError when the change could not be saved (the old mode stays in force).
-        Cancelling the caller does not stop the change: it completes or times out anyway.
+        Raises InvalidMode for a bad name, SwitchInProgress while another change is under
+        way, ModeChangeRolledBack / ModeChangeCancelled / ModeChangeInterrupted when the old
+        mode stays in force, and StoreError when the change could not be saved (the old mode
+        stays in force). Cancelling the caller does not stop the change: it completes or
+        times out anyway.
         """
         target = parse_mode(mode)
         if not self._started:
             raise RuntimeError("ModeController.start() must be awaited before set_mode()")
         context = _Context(actor, client, request_id, reason)
         current = self.state
-        if self._drain is not None:
-            retry = self.gate.retry_after()
-            refused = self._record(current, current, _START[target], target, Outcome.REFUSED)
+        under_way = self._drain
+        if under_way is not None:
+            retry = under_way.retry_after()
+            start = drain_to(target).start
+            refused = self._record(current, current, start, target, Outcome.REFUSED)
             await self._append(refused, context)
-            raise SwitchInProgress(current, retry)
+            raise SwitchInProgress(under_way.route.state, retry)
         if current.mode is target:
             noop = self._record(current, current, None, target, Outcome.NOOP)
             return await self._append(noop, context)
-        # Everything up to create_task runs without yielding, so no second change can slip in.
-        drain = self._begin(target, context)
-        drain.task = asyncio.get_running_loop().create_task(self._switch(drain))
-        return await asyncio.shield(drain.task)
+        # Everything up to create_task runs without yielding, so no second change can slip
+        # in; and everything that can fail is computed before the change is registered.
+        drain = self._plan(current, target, context)
+        self._drain = drain
+        drain.task = asyncio.get_running_loop().create_task(
+            self._switch(drain), name=f"servermode switch to {target}"
+        )
+        return await asyncio.shield(drain.result)
 
     async def cancel(
         self, *, actor: str | None = None, reason: str | None = None
@@ -282,36 +308,171 @@ class ModeController:
         when no change is under way.
         """
         drain = self._drain
-        if drain is None or drain.task is None:
+        if drain is None:
             return None
         if drain.cancelled is None:
             drain.cancelled = _Context(actor=actor, reason=reason)
             _end(drain.ended)
         try:
-            return await asyncio.shield(drain.task)
-        except (ModeChangeCancelled, ModeChangeRolledBack) as failed:
+            return await asyncio.shield(drain.result)
+        except ModeChangeFailed as failed:
             return failed.record
 
-    def _begin(self, target: Mode, context: _Context) -> _Drain:
+    def _plan(self, current: State, target: Mode, context: _Context) -> _Drain:
+        """The change to ``target``, computed whole; nothing moves."""
+        route = drain_to(target)
+        start = self._step(current, route.start)
         loop = asyncio.get_running_loop()
-        source = self.state
-        state = self._machine.fire(_START[target])
         started, started_at = time.monotonic(), utc_now()
-        drain = _Drain(
-            source=source,
-            state=state,
-            target=target,
+        result: asyncio.Future[TransitionRecord] = loop.create_future()
+        # Told to whoever waits; if nobody does any more, a failure is not "never retrieved".
+        result.add_done_callback(_retrieved)
+        return _Drain(
+            route=route,
+            start=start,
             context=context,
             started=started,
             started_at=started_at,
             deadline=started + self.drain_timeout,
             deadline_at=started_at + timedelta(seconds=self.drain_timeout),
             ended=loop.create_future(),
+            result=result,
         )
-        self._drain = drain
+
+    async def _switch(self, drain: _Drain) -> None:
+        """Run ``drain`` to its end and tell its callers; on any other exit, put it back."""
+        try:
+            record = await self._run(drain)
+        except GeneratorExit:  # the coroutine is being closed unfinished: it may not await
+            raise
+        except BaseException as exc:
+            if drain.committed is not None:  # the end was saved and is in force
+                self._settle(drain, drain.committed)
+            else:
+                await self._abandon(drain, exc)
+            if isinstance(exc, Exception):
+                return  # told to the callers through drain.result
+            raise  # a cancellation (or an interpreter exit) goes on
+        self._settle(drain, record)
+
+    async def _run(self, drain: _Drain) -> TransitionRecord:
+        route = drain.route
+        intent = PersistedState(route.state, drain.started_at, drain.started_at, drain.deadline_at)
+        await self._save_to_the_end(intent)
+        self._begin(drain)
+        trigger = await self._wait(drain)
+        end = self._step(route.state, trigger)
+        context = drain.context
+        if trigger is Trigger.CANCEL:
+            asked = drain.cancelled
+            assert asked is not None
+            context = _Context(
+                asked.actor or context.actor, context.client, context.request_id, asked.reason
+            )
+        stragglers = self.gate.outgoing_in_flight() if trigger is not Trigger.DRAINED else {}
+        record = self._record(
+            drain.source,
+            end.dest,
+            trigger,
+            drain.target,
+            _outcome(end),
+            duration_ms=(time.monotonic() - drain.started) * 1000,
+            in_flight=drain.in_flight,
+            stragglers=stragglers,
+            closed=drain.closed,
+            **context.fields(),
+        )
+        now = utc_now()
+        saved = await self._save_to_the_end(
+            PersistedState(end.dest, since=now),
+            record,
+            then=lambda stored: self._commit(drain, end, stored, now),
+        )
+        assert saved is not None
+        return saved
+
+    def _begin(self, drain: _Drain) -> None:
+        """The intent is saved: the machine and the gate enter the draining state together."""
+        loop = asyncio.get_running_loop()
+        state = self._machine.take(drain.start)
+        drain.begun = True
         drain.in_flight = self.gate.begin_drain(state, drain.deadline, _resolver(loop, drain))
         drain.closed = self._notify_drain(state)
-        return drain
+
+    def _commit(
+        self, drain: _Drain, end: Transition, record: TransitionRecord, now: datetime
+    ) -> None:
+        """The end is saved: the machine and the gate leave the draining state together."""
+        self._machine.take(end)
+        self.gate.set_state(end.dest)
+        self._since = now
+        drain.committed = record
+        self._drain = None
+        self._audit.emit(record)
+
+    async def _abandon(self, drain: _Drain, error: BaseException) -> None:
+        """Put the mode being left back in force after a switch that could not end, record
+        the attempt as failed, and tell the callers.
+
+        Memory first, at once (the table's ``cancel`` leads the machine back, the gate
+        follows); then the old state is written over the saved intent, if the store lets us,
+        so that a restart does not complete a change that never was.
+        """
+        stragglers: dict[str, int] = {}
+        if drain.begun:
+            stragglers = self.gate.outgoing_in_flight()
+            back = self._step(drain.route.state, Trigger.CANCEL)
+            self._machine.take(back)
+            self.gate.set_state(back.dest)
+        record = self._record(
+            drain.source,
+            drain.source,
+            None,
+            drain.target,
+            Outcome.FAILED,
+            duration_ms=(time.monotonic() - drain.started) * 1000,
+            in_flight=drain.in_flight,
+            stragglers=stragglers,
+            closed=drain.closed,
+            **drain.context.fields(),
+        )
+        try:
+            with contextlib.suppress(StoreError):
+                saved = await self._save_to_the_end(
+                    PersistedState(drain.source, since=self._since), record
+                )
+                record = saved if saved is not None else record
+        finally:
+            self._drain = None
+            self._audit.emit(record)
+            if not isinstance(error, Exception):
+                error = ModeChangeInterrupted(
+                    record,
+                    f"the mode change was interrupted before it was saved; the server stays "
+                    f"in {drain.source.mode} mode",
+                )
+            if not drain.result.done():
+                drain.result.set_exception(error)
+
+    def _settle(self, drain: _Drain, record: TransitionRecord) -> None:
+        """Tell the callers how ``drain`` ended."""
+        error: ModeChangeFailed | None = None
+        if record.outcome is Outcome.ROLLED_BACK:
+            error = ModeChangeRolledBack(
+                record,
+                f"drain timed out after {self.drain_timeout:g}s with requests still in flight; "
+                f"the server stays in {drain.source.mode} mode",
+            )
+        elif record.outcome is Outcome.CANCELLED:
+            error = ModeChangeCancelled(
+                record, f"mode change cancelled; the server stays in {drain.source.mode} mode"
+            )
+        if drain.result.done():
+            return
+        if error is not None:
+            drain.result.set_exception(error)
+        else:
+            drain.result.set_result(record)
 
     def _notify_drain(self, state: State) -> dict[str, int]:
         closed: dict[str, int] = {}
@@ -325,68 +486,6 @@ class ModeController:
                 if n:
                     closed[category] = closed.get(category, 0) + n
         return closed
-
-    async def _switch(self, drain: _Drain) -> TransitionRecord:
-        intent = PersistedState(drain.state, drain.started_at, drain.started_at, drain.deadline_at)
-        try:
-            await self._save(intent)
-        except StoreError:
-            self._machine.fire(Trigger.CANCEL)
-            self._fail(drain)
-            raise
-        trigger = await self._wait(drain)
-        context = drain.context
-        if trigger is Trigger.CANCEL:
-            asked = drain.cancelled
-            assert asked is not None
-            context = _Context(
-                asked.actor or context.actor, context.client, context.request_id, asked.reason
-            )
-        stragglers = self.gate.in_flight() if trigger is not Trigger.DRAINED else {}
-        state = self._machine.fire(trigger)
-        if trigger is Trigger.DRAIN_TIMED_OUT:
-            outcome = Outcome.FORCED if self._machine.forces_on_timeout() else Outcome.ROLLED_BACK
-        else:
-            outcome = _OUTCOME_OF[trigger]
-        record = self._record(
-            drain.source,
-            state,
-            trigger,
-            drain.target,
-            outcome,
-            duration_ms=(time.monotonic() - drain.started) * 1000,
-            in_flight=drain.in_flight,
-            stragglers={k: v for k, v in stragglers.items() if v},
-            closed=drain.closed,
-            **context.fields(),
-        )
-        now = utc_now()
-        try:
-            record = await self._save(PersistedState(state, since=now), record)
-        except StoreError:
-            self._machine.restore(drain.source)
-            self._fail(drain)
-            # The saved intent would complete this switch at the next start; put the old
-            # state back on disk too if the store lets us (it may well fail again).
-            with contextlib.suppress(StoreError):
-                await self._save(PersistedState(drain.source, since=self._since))
-            raise
-        # The gate opens in the new state only once that state is saved.
-        self.gate.set_state(state)
-        self._since = now
-        self._drain = None
-        self._audit.emit(record)
-        if outcome is Outcome.ROLLED_BACK:
-            raise ModeChangeRolledBack(
-                record,
-                f"drain timed out after {self.drain_timeout:g}s with requests still in flight; "
-                f"the server stays in {drain.source.mode} mode",
-            )
-        if outcome is Outcome.CANCELLED:
-            raise ModeChangeCancelled(
-                record, f"mode change cancelled; the server stays in {drain.source.mode} mode"
-            )
-        return record
 
     async def _wait(self, drain: _Drain) -> Trigger:
         # One future that every way out resolves, awaited directly: the switch resumes one
@@ -404,21 +503,12 @@ class ModeController:
             return Trigger.DRAINED
         return Trigger.DRAIN_TIMED_OUT
 
-    def _fail(self, drain: _Drain) -> None:
-        """Undo a change that could not be saved: the old mode is back in force, audited."""
-        self.gate.set_state(drain.source)
-        self._drain = None
-        record = self._record(
-            drain.source,
-            drain.source,
-            None,
-            drain.target,
-            Outcome.FAILED,
-            duration_ms=(time.monotonic() - drain.started) * 1000,
-            in_flight=drain.in_flight,
-            **drain.context.fields(),
-        )
-        self._audit.emit(record)
+    def _step(self, source: State, trigger: Trigger) -> Transition:
+        """The row of the table ``trigger`` follows from ``source``; the table must have it."""
+        row = step(source, trigger, self.timeout_policy)
+        if row is None:
+            raise RuntimeError(f"the transition table has no {trigger} from {source}")
+        return row
 
     # -- records and I/O -------------------------------------------------------------------
 
@@ -456,21 +546,76 @@ class ModeController:
         saved = await self._io(self.store.save, state, record)
         return saved if saved is not None else record  # type: ignore[return-value]
 
+    async def _save_to_the_end(
+        self,
+        state: PersistedState,
+        record: TransitionRecord | None = None,
+        then: Callable[[TransitionRecord], None] | None = None,
+    ) -> TransitionRecord | None:
+        """Save, even if the switch's task is cancelled meanwhile; apply ``then`` once saved.
+
+        A blocking store's call runs on in its thread whatever happens to the task awaiting
+        it: giving up the wait would leave unknown what is on disk, and the next write could
+        land before it. So a cancellation waits for the save to end; what was saved is
+        applied (``then``, with the stored record); then the cancellation goes on.
+        """
+        saving = self._call(self.store.save, state, record)
+        interrupted: BaseException | None = None
+        while not saving.done():
+            try:
+                await asyncio.wait([saving])
+            except asyncio.CancelledError as exc:
+                interrupted = exc
+        if saving.exception() is None and then is not None and record is not None:
+            stored = saving.result()
+            then(stored if stored is not None else record)
+        if interrupted is not None:
+            raise interrupted
+        with self._store_errors():
+            stored = saving.result()
+        return stored if stored is not None else record
+
     async def _io(self, call: Callable[..., T], *args: Any) -> T:
         """Call the store, off the event loop when it may block; its failures are StoreErrors."""
+        with self._store_errors():
+            return await self._call(call, *args)
+
+    def _call(self, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Start a store call: in a worker thread when the store may block, else at once."""
+        loop = asyncio.get_running_loop()
+        if self.store.blocking:
+            context = contextvars.copy_context()
+            return loop.run_in_executor(None, functools.partial(context.run, call, *args))
+        done: asyncio.Future[T] = loop.create_future()
         try:
-            if self.store.blocking:
-                return await asyncio.to_thread(call, *args)
-            return call(*args)
+            done.set_result(call(*args))
+        except Exception as exc:
+            done.set_exception(exc)
+        return done
+
+    @contextlib.contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        try:
+            yield
         except StoreError:
             raise
         except Exception as exc:
             raise StoreError(f"store {type(self.store).__name__} failed: {exc}") from exc
 
 
+def _outcome(row: Transition) -> Outcome:
+    assert row.outcome is not None, f"{row.trigger} from {row.source} ends no drain"
+    return row.outcome
+
+
 def _end(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _resolver(loop: asyncio.AbstractEventLoop, drain: _Drain) -> Callable[[], None]:

@@ -12,6 +12,7 @@ __all__ = [
     "InvalidMode",
     "ModeChangeCancelled",
     "ModeChangeFailed",
+    "ModeChangeInterrupted",
     "ModeChangeRolledBack",
     "Refused",
     "ServerModeError",
@@ -85,6 +86,11 @@ class ModeChangeRolledBack(ModeChangeFailed):
 
 class ModeChangeCancelled(ModeChangeFailed):
     """The drain was cancelled: the old mode is back in force."""
+
+
+class ModeChangeInterrupted(ModeChangeFailed):
+    """The switch's own task was cancelled (a loop shutting down, ``task.cancel()``) before
+    the new mode was saved: the old mode is back in force, and the attempt recorded as failed."""
 
 
 class StoreError(ServerModeError):

@@ -2,8 +2,12 @@
 
 This is every request's hot path. Admission and release each take one lock and do O(1) work;
 the only allocation is the ticket. The gate never waits: a drain registers a callback that
-the release of the last counted request calls (from whatever thread released it), so the
-waiting side decides how to wake (an asyncio future, a threading event, a test).
+the release of the last request of the outgoing kind calls (from whatever thread released
+it), so the waiting side decides how to wake (an asyncio future, a threading event, a test).
+
+A drain waits for the outgoing kind only: the counted requests whose category the drain's
+target refuses (:meth:`AdmissionPolicy.outgoing`). Their counters are marked while the drain
+lasts, and the gate keeps their sum; requests of other kinds run on and are not waited for.
 """
 
 from __future__ import annotations
@@ -28,10 +32,14 @@ _new_ticket = object.__new__
 
 
 class _Counter:
-    __slots__ = ("n",)
+    __slots__ = ("admitted", "n", "outgoing", "refused")
 
     def __init__(self) -> None:
-        self.n = 0
+        self.n = 0  # in flight (counted categories only)
+        self.outgoing = False  # the drain under way waits for this category
+        # Totals since the gate was made, for metrics: kept beside n, under the same lock.
+        self.admitted = 0
+        self.refused = 0
 
 
 # What admit() finds for a category in a state: its counter (admitted, counted), False
@@ -64,10 +72,13 @@ class Ticket:
             if self._gate is None:
                 return
             self._gate = None
-            self._counter.n -= 1  # type: ignore[union-attr]
-            gate._total -= 1
+            counter: _Counter = self._counter  # type: ignore[assignment]  # set while counted
+            counter.n -= 1
+            if not counter.outgoing:
+                return
+            gate._waiting -= 1
             callback = gate._on_drained
-            if gate._total or callback is None:
+            if gate._waiting or callback is None:
                 return
             gate._on_drained = None
         callback()  # outside the lock: it may take locks of its own
@@ -108,12 +119,18 @@ class Gate:
         self.refusal_retry_after = refusal_retry_after
         self._clock = clock
         self._lock = threading.Lock()
-        self._counters = {name: _Counter() for name in policy.counted_categories}
+        # One counter per category; the counted ones also count what is in flight.
+        self._totals = {name: _Counter() for name in policy.categories}
+        self._counters = {name: self._totals[name] for name in policy.counted_categories}
         # Uncounted categories share one pre-released ticket each: no allocation, nothing to drain.
         self._free = {name: Ticket(None, None, name) for name in policy.categories}
         # Per state, one lookup decides admission.
         self._admitting = {s: self._admission(policy.admitted(s)) for s in State}
-        self._total = 0
+        # Per state, the counters a drain in it waits for (none for a steady state).
+        self._outgoing = {
+            s: tuple(self._counters[name] for name in policy.outgoing(s)) for s in State
+        }
+        self._waiting = 0  # requests in flight of the outgoing kind, while a drain lasts
         self._state = state
         self._admitted = self._admitting[state]
         self._deadline: float | None = None
@@ -125,12 +142,23 @@ class Gate:
 
     @property
     def total_in_flight(self) -> int:
-        return self._total
+        with self._lock:
+            return sum(c.n for c in self._counters.values())
 
     def in_flight(self) -> dict[str, int]:
         """A consistent snapshot of the counted requests in flight, per category."""
         with self._lock:
             return {name: c.n for name, c in self._counters.items()}
+
+    def outgoing_in_flight(self) -> dict[str, int]:
+        """The requests the drain under way still waits for, per category (empty when steady)."""
+        with self._lock:
+            return {name: c.n for name, c in self._counters.items() if c.outgoing and c.n}
+
+    def request_totals(self) -> dict[str, tuple[int, int]]:
+        """(admitted, refused) requests per category since the gate was made: for metrics."""
+        with self._lock:
+            return {name: (c.admitted, c.refused) for name, c in self._totals.items()}
 
     def admit(self, category: str) -> Ticket:
         """Admit one request of ``category`` or raise :class:`Refused`.
@@ -144,10 +172,14 @@ class Gate:
             except KeyError:
                 counter = None
             if counter:
+                # Never an outgoing counter: a policy may not admit a category while draining
+                # to a state that refuses it (AdmissionPolicy), so _waiting only ever falls.
                 counter.n += 1
-                self._total += 1
+                counter.admitted += 1
             elif counter is None:
                 raise self._refusal(category)
+            else:
+                self._totals[category].admitted += 1
         # The ticket is built outside the lock: the count is what the lock protects.
         if counter:
             ticket = _new_ticket(Ticket)
@@ -164,8 +196,10 @@ class Gate:
         }
 
     def _refusal(self, category: str) -> Exception:
+        """The exception for a category the state does not admit; counts it (under the lock)."""
         if category not in self.policy:
             return UnknownCategory(category)
+        self._totals[category].refused += 1
         if self._deadline is not None:
             retry = max(1, math.ceil(self._deadline - self._clock()))
         else:
@@ -182,17 +216,22 @@ class Gate:
     def begin_drain(
         self, state: State, deadline: float, on_drained: DrainedCallback
     ) -> dict[str, int]:
-        """Enter draining ``state`` and call ``on_drained`` once nothing counted is in flight.
+        """Enter draining ``state``; call ``on_drained`` once no request of the outgoing kind
+        (a category the drain's target refuses) is in flight.
 
-        Returns the in-flight counts at the instant the drain began. If nothing is in
-        flight, ``on_drained`` is called before this returns. ``deadline`` is on the gate's
-        clock and only feeds retry hints: the waiting side owns the timeout.
+        Returns the counts of every counted category at the instant the drain began. If
+        nothing outgoing is in flight, ``on_drained`` is called before this returns.
+        ``deadline`` is on the gate's clock and only feeds retry hints: the waiting side owns
+        the timeout.
         """
         with self._lock:
             self._set(state)
             self._deadline = deadline
             snapshot = {name: c.n for name, c in self._counters.items()}
-            idle = self._total == 0
+            for counter in self._outgoing[state]:
+                counter.outgoing = True
+                self._waiting += counter.n
+            idle = self._waiting == 0
             self._on_drained = None if idle else on_drained
         if idle:
             on_drained()
@@ -207,5 +246,9 @@ class Gate:
         return max(1, math.ceil(deadline - self._clock()))
 
     def _set(self, state: State) -> None:
+        # Whatever the previous state waited for, the new one waits for nothing yet.
+        for counter in self._outgoing[self._state]:
+            counter.outgoing = False
+        self._waiting = 0
         self._state = state
         self._admitted = self._admitting[state]

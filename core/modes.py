@@ -1,12 +1,18 @@
-"""The two modes a server can be in, and the four states of switching between them."""
+"""The two modes a server can be in, and the four states of switching between them.
+
+What a state means (its mode in force, the mode it drains to) is read off the transition table
+(:mod:`.machine`), the one place the topology is written.
+"""
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
+from typing import NamedTuple
 
 from .errors import InvalidMode
 
-__all__ = ["Mode", "State", "draining_state", "parse_mode"]
+__all__ = ["Mode", "State", "parse_mode"]
 
 
 class Mode(StrEnum):
@@ -31,32 +37,37 @@ class State(StrEnum):
 
     @property
     def is_draining(self) -> bool:
-        return self in _DRAIN_ENDS
+        return self in _facts().target_of
 
     @property
     def mode(self) -> Mode:
         """The mode in force: while draining, the one being left is still the mode."""
-        if self.is_draining:
-            return _DRAIN_ENDS[self][0]
-        return Mode(self.value)
+        return _facts().mode_of[self]
 
     @property
     def target(self) -> Mode | None:
         """The mode a drain leads to, or None in a steady state."""
-        ends = _DRAIN_ENDS.get(self)
-        return ends[1] if ends else None
+        return _facts().target_of.get(self)
 
 
-# draining state -> (mode it leaves, mode it leads to)
-_DRAIN_ENDS: dict[State, tuple[Mode, Mode]] = {
-    State.DRAINING_TO_MAINTENANCE: (Mode.PRODUCTION, Mode.MAINTENANCE),
-    State.DRAINING_TO_PRODUCTION: (Mode.MAINTENANCE, Mode.PRODUCTION),
-}
+class _Facts(NamedTuple):
+    mode_of: dict[State, Mode]
+    target_of: dict[State, Mode]  # draining states only
 
 
-def draining_state(target: Mode) -> State:
-    """The state of a drain that leads to ``target``."""
-    return State(f"draining_to_{target.value}")
+@functools.cache
+def _facts() -> _Facts:
+    """What the transition table says of each state, read once, on first use.
+
+    The table lives with the machine (machine.py), which imports this module: it is read here
+    when a property is first asked, not when this module loads.
+    """
+    from .machine import DRAINS
+
+    mode_of = {s: Mode(s.value) for s in State if s not in DRAINS}
+    mode_of.update({s: mode_of[route.leaves] for s, route in DRAINS.items()})
+    target_of = {s: mode_of[route.leads_to] for s, route in DRAINS.items()}
+    return _Facts(mode_of, target_of)
 
 
 def parse_mode(value: object) -> Mode:

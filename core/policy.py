@@ -1,4 +1,8 @@
-"""Which request categories each state admits: the admission policy, as a table."""
+"""Which request categories each state admits, and which ones a drain waits for.
+
+The admission policy is a table; what a drain waits for follows from it and from the drains of
+the transition table: the counted requests whose category the drain's target refuses.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import UnknownCategory
+from .machine import DRAINS
 from .modes import State
 
 __all__ = ["CONTEXT_SERVICES", "AdmissionPolicy", "CategoryRule"]
@@ -26,14 +31,44 @@ class CategoryRule:
 
 
 class AdmissionPolicy:
-    """An immutable map from category to :class:`CategoryRule`."""
+    """An immutable map from category to :class:`CategoryRule`.
 
-    __slots__ = ("_by_state", "rules")
+    A drain waits for the counted requests whose category its target state refuses (the
+    outgoing kind, :meth:`outgoing`); the others keep running. A counted category may be
+    admitted while draining to a state only if that state admits it too: such requests are
+    never waited for. Admitted while draining but refused by the target, they could never be
+    waited out (each new one would keep the drain going, or run on in a state that refuses
+    it), so such a policy is refused with a ValueError.
+    """
+
+    __slots__ = ("_by_state", "_outgoing", "rules")
 
     def __init__(self, rules: Mapping[str, CategoryRule]) -> None:
         if not rules:
             raise ValueError("an admission policy needs at least one category")
         self.rules: Mapping[str, CategoryRule] = dict(rules)
+        for route in DRAINS.values():
+            for name, rule in self.rules.items():
+                if (
+                    rule.counted
+                    and route.state in rule.admitted_in
+                    and route.leads_to not in rule.admitted_in
+                ):
+                    raise ValueError(
+                        f"category {name!r} is counted and admitted in {route.state} but not "
+                        f"in {route.leads_to}: a drain to {route.leads_to} could never wait it "
+                        f"out; admit it in {route.leads_to} too, refuse it in {route.state}, "
+                        "or make it uncounted"
+                    )
+        # Per draining state, what it waits for: counted, and refused where the drain leads.
+        self._outgoing: dict[State, tuple[str, ...]] = {
+            route.state: tuple(
+                name
+                for name, rule in self.rules.items()
+                if rule.counted and route.leads_to not in rule.admitted_in
+            )
+            for route in DRAINS.values()
+        }
         # Precomputed per state so that admission is one dict lookup on the hot path.
         self._by_state: dict[State, dict[str, bool]] = {
             state: {
@@ -68,6 +103,10 @@ class AdmissionPolicy:
     @property
     def counted_categories(self) -> tuple[str, ...]:
         return tuple(name for name, rule in self.rules.items() if rule.counted)
+
+    def outgoing(self, state: State) -> tuple[str, ...]:
+        """The categories a drain in ``state`` waits for (none in a steady state)."""
+        return self._outgoing.get(state, ())
 
     def admitted(self, state: State) -> dict[str, bool]:
         """The categories ``state`` admits, each mapped to whether it is counted."""

@@ -25,7 +25,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"  # an operator abandoned the drain; the old mode is in force
     NOOP = "noop"  # the asked-for mode was already in force
     REFUSED = "refused"  # another switch was under way
-    FAILED = "failed"  # the store could not save; the old mode is in force
+    FAILED = "failed"  # the store could not save, or the switch was interrupted; old mode in force
     RECOVERED = "recovered"  # a drain interrupted by a crash was completed at start
     INITIALIZED = "initialized"  # nothing was persisted: the initial mode was put in force
 
@@ -52,9 +52,12 @@ class PersistedState:
 class TransitionRecord:
     """One transition attempt, as audited and as kept in the store's history.
 
-    ``in_flight`` are the counts per category when the drain began, ``stragglers`` those still
-    running when it timed out or was cancelled, ``closed`` the long-lived connections
-    (WebSockets) closed when the drain began. ``id`` is given by the store when appended.
+    ``in_flight`` are the counts of every counted category when the drain began, whether the
+    drain waits for it or not. ``stragglers`` are the requests of the outgoing kind only (the
+    categories the target refuses: what the drain waits for) still running when it timed out,
+    was cancelled or failed; requests the target admits are never stragglers. ``closed`` are
+    the long-lived connections (WebSockets) closed when the drain began. ``id`` is given by
+    the store when appended.
     """
 
     from_state: State

@@ -14,20 +14,22 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from servermode.core import TimeoutPolicy
+from servermode.core import StoreError, TimeoutPolicy
 
 from ..http.routes import MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
 from .client import ServiceClient, ServiceError
 from .settings import (
     LOG_FORMATS,
+    NUMBERS,
     Settings,
     SettingsError,
     check_exposure,
     env_name,
     load_settings,
+    parse_forwarded_allow_ips,
     read_token_file,
 )
 
@@ -43,6 +45,33 @@ def _env(name: str) -> str:
     return f"(env {env_name(name)})"
 
 
+if TYPE_CHECKING:  # generic from click 8.2 on; a plain class before
+    _ParamType = click.ParamType[Any, Any]
+else:
+    _ParamType = click.ParamType
+
+
+class Parsed(_ParamType):
+    """A flag read by the same function as its environment variable (bounds included)."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _number(name: str) -> Parsed:
+    number = NUMBERS[name]
+    return Parsed("integer" if number.kind is int else "float", number.parse)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Put a server in production or maintenance mode and switch between them safely."""
@@ -53,7 +82,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", help=f"Address to listen on [{DEFAULTS.host}] {_env('host')}.")
-@click.option("--port", type=int, help=f"Port [{DEFAULTS.port}] {_env('port')}.")
+@click.option("--port", type=_number("port"), help=f"Port [{DEFAULTS.port}] {_env('port')}.")
 @click.option(
     "--app",
     metavar="MODULE:ATTR",
@@ -66,7 +95,7 @@ def main() -> None:
 )
 @click.option(
     "--drain-timeout",
-    type=float,
+    type=_number("drain_timeout"),
     help=f"Seconds a switch waits for running requests [{DEFAULTS.drain_timeout:g}] "
     f"{_env('drain_timeout')}.",
 )
@@ -83,7 +112,7 @@ def main() -> None:
 )
 @click.option(
     "--retry-after",
-    type=int,
+    type=_number("retry_after"),
     help=f"Retry-After (s) for requests a mode refuses [{DEFAULTS.retry_after}] "
     f"{_env('retry_after')}.",
 )
@@ -94,12 +123,12 @@ def main() -> None:
 )
 @click.option(
     "--demo-delay",
-    type=float,
+    type=_number("demo_delay"),
     help=f"Seconds each demo request takes [{DEFAULTS.demo_delay:g}] {_env('demo_delay')}.",
 )
 @click.option(
     "--body-timeout",
-    type=float,
+    type=_number("body_timeout"),
     help=f"Seconds a mode request body may take to arrive, else 408 "
     f"[{DEFAULTS.body_timeout:g}] {_env('body_timeout')}.",
 )
@@ -135,6 +164,20 @@ def main() -> None:
     metavar="NAME",
     help=f"This instance's name in the fleet [host:pid] {_env('instance_id')}.",
 )
+@click.option(
+    "--forwarded-allow-ips",
+    metavar="IPS",
+    type=Parsed("ips", parse_forwarded_allow_ips),
+    help="Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or "
+    "networks separated by commas, or * [none: the client is the connection's peer] "
+    f"{_env('forwarded_allow_ips')}.",
+)
+@click.option(
+    "--workers",
+    type=_number("workers"),
+    help=f"Worker processes: only 1 for now, since the gate lives in the process "
+    f"[{DEFAULTS.workers}] {_env('workers')}.",
+)
 @click.option("--log-level", help=f"[{DEFAULTS.log_level}] {_env('log_level')}.")
 @click.option(
     "--log-format",
@@ -146,9 +189,9 @@ def serve(
 ) -> None:
     """Serve the admin routes and the gated application with uvicorn."""
     import structlog
-    import uvicorn
 
     from ..bootstrap import build_service
+    from ..http.events import run_server
     from .logging import configure_logging
 
     try:
@@ -161,8 +204,9 @@ def serve(
         )
         check_exposure(settings)
         configure_logging(settings.log_level, settings.log_format)
+        # Opens the state file and takes its lock: a second process on it stops here.
         service = build_service(settings)
-    except SettingsError as exc:
+    except (SettingsError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     structlog.get_logger("servermode").info(
         "servermode_serving",
@@ -172,17 +216,28 @@ def serve(
         fleet=service.instance,
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         admin_token=settings.admin_token is not None,
         read_token=settings.read_token is not None,
     )
-    uvicorn.run(
+    run_server(  # uvicorn.run, which also ends the event streams when a stop begins
         service.app,
+        service.monitor.close,
         host=settings.host,
         port=settings.port,
         log_config=None,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # wsproto, named: uvicorn's choice with `websockets` installed logs an error for
+        # every handshake the gate refuses with an HTTP answer (the 503 of a refused mode).
+        ws="wsproto",
         server_header=False,
+        # One process: uvicorn would otherwise read WEB_CONCURRENCY (see workers_refusal).
+        workers=1,
+        # X-Forwarded-For replaces the client (audited, logged) only from listed proxies:
+        # uvicorn trusts 127.0.0.1 by default, so any local process could forge the client.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
         # A stop (SIGTERM, Ctrl-C) gives running requests as long as a drain would, plus a
         # moment to answer a switch that drained, then cancels them: a hung request must not
         # keep the process alive forever (uvicorn waits without a bound by default).

@@ -2,6 +2,11 @@
 
 A console renderer when the output is a terminal, JSON lines otherwise (containers, files,
 CI); ``fmt`` forces one or the other.
+
+Tracebacks never show local variables, in either format: the frames of a request hold its
+headers (``Authorization`` included) and the service's settings (the tokens), and structlog's
+JSON tracebacks and Rich's console tracebacks (or better-exceptions', when installed) print
+them by default. The console uses the standard library's plain traceback, whatever is installed.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 __all__ = ["LOG_LEVELS", "TRACE", "configure_logging"]
 
@@ -35,9 +41,12 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: list[Any] = (
-        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+            structlog.processors.JSONRenderer(),
+        ]
         if as_json
-        else [structlog.dev.ConsoleRenderer()]
+        else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     )
     structlog.configure(
         processors=[

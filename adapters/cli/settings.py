@@ -3,17 +3,22 @@
 Every field of :class:`Settings` has the environment variable ``SERVERMODE_<FIELD>``; the
 tokens come only from the environment or from files (``--admin-token-file``), never from a
 flag, so that they do not show in the process list.
+
+Every number has bounds (:data:`NUMBERS`), checked when it is read, from a flag or from the
+environment alike: a value that parses but cannot be served (``inf``, ``nan``, a drain timeout
+of 10^12 seconds) is refused at start with one line that names it, never at the first switch.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from servermode.core import InvalidMode, TimeoutPolicy, parse_mode
+from servermode.core import MAX_DRAIN_TIMEOUT, InvalidMode, TimeoutPolicy, parse_mode
 
 from ..store.factory import DEFAULT_STATE
 from ..store.redis import check_fleet_url
@@ -21,13 +26,19 @@ from .logging import LOG_LEVELS
 
 __all__ = [
     "ENV_PREFIX",
+    "FLEET_ISSUE",
     "LOG_FORMATS",
+    "MAX_DEMO_DELAY",
+    "MAX_DRAIN_TIMEOUT",
+    "NUMBERS",
+    "Number",
     "Settings",
     "SettingsError",
     "check_exposure",
     "env_name",
     "is_loopback",
     "load_settings",
+    "parse_forwarded_allow_ips",
     "read_token_file",
 ]
 
@@ -55,6 +66,10 @@ class Settings:
     insecure: bool = False
     log_level: str = "info"
     log_format: str = "auto"
+    # Comma-separated addresses or networks whose X-Forwarded-For / -Proto headers are
+    # believed (the proxies in front); None: none, the client is the peer of the connection.
+    forwarded_allow_ips: str | None = None
+    workers: int = 1  # only 1: the gate lives in the process (see FLEET_ISSUE)
     fleet: str | None = None  # redis://HOST:PORT/DB of the fleet's Redis; None: one process
     fleet_prefix: str = "servermode"  # key prefix, so that several fleets share one Redis
     instance_id: str | None = None  # this instance's name in the fleet; None: host:pid
@@ -62,6 +77,72 @@ class Settings:
     fleet_heartbeat_ttl: float = 5.0  # seconds a silent instance stays in the barrier
     admin_token: str | None = field(default=None, repr=False)
     read_token: str | None = field(default=None, repr=False)
+
+
+#: Where several worker processes on one mode will be possible (fleet mode).
+FLEET_ISSUE = "issue 11, fleet mode"
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """The bounds of a numeric setting: ``low <= value <= high`` (``low < value`` if open)."""
+
+    label: str  # how the message names it
+    kind: type[int] | type[float]
+    low: float
+    high: float
+    low_open: bool = False
+    unit: str = "seconds"
+
+    def parse(self, text: str) -> int | float:
+        """The value ``text`` spells, within bounds; ValueError (saying why) otherwise."""
+        try:
+            value = self.kind(text.strip())
+        except ValueError:
+            noun = "a whole number" if self.kind is int else "a number"
+            raise ValueError(f"{self.label} must be {noun}, not {text!r}") from None
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with ``value``, or None when it is within bounds."""
+        if isinstance(value, float) and not math.isfinite(value):
+            ok = False
+        else:
+            ok = (self.low < value if self.low_open else self.low <= value) and value <= self.high
+        if ok:
+            return None
+        return f"{self.label} must be {self.describe()}, not {value:g}"
+
+    def describe(self) -> str:
+        if self.low == self.high:
+            return f"{self.low:g}"
+        low = f"more than {self.low:g}" if self.low_open else f"between {self.low:g}"
+        joiner = " and at most" if self.low_open else " and"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{low}{joiner} {self.high:g}{unit}"
+
+
+#: The demo's longest delay (``http.demo.MAX_DELAY``, which a test compares): a copy, so that
+#: the CLI's client commands start without importing the web stack.
+MAX_DEMO_DELAY = 60.0
+
+#: Every numeric setting and its bounds.
+NUMBERS: dict[str, Number] = {
+    "port": Number("port", int, 0, 65535, unit=""),
+    "drain_timeout": Number("drain timeout", float, 0, MAX_DRAIN_TIMEOUT),
+    # Retry-After is a promise to clients: beyond a week it is a mistake, not a plan.
+    "retry_after": Number("retry-after", int, 1, 604_800),
+    "body_timeout": Number("body timeout", float, 0, 3600, low_open=True),
+    "demo_delay": Number("demo delay", float, 0, MAX_DEMO_DELAY),
+    # Read as a number here; anything but 1 is then refused with workers_refusal().
+    "workers": Number("workers", int, 1, 1024, unit=""),
+    # How often an instance reads the fleet state, and how long a silent one stays counted.
+    "fleet_period": Number("fleet period", float, 0.01, 60),
+    "fleet_heartbeat_ttl": Number("fleet heartbeat TTL", float, 0.02, 3600),
+}
 
 
 def env_name(name: str) -> str:
@@ -77,15 +158,36 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, not {text!r}")
 
 
+def parse_forwarded_allow_ips(text: str) -> str | None:
+    """``*``, or addresses and networks separated by commas; None when empty (trust none).
+
+    uvicorn takes an entry it cannot read as an IP for a literal host name, which silently
+    trusts nothing (or something else): such an entry is an error here.
+    """
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    if not entries:
+        return None
+    if entries == ["*"]:
+        return "*"
+    for entry in entries:
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or network (write "
+                "addresses like 10.0.0.5 or networks like 10.0.0.0/8, separated by commas, "
+                "or * for any)"
+            ) from None
+    return ",".join(entries)
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "port": int,
-    "drain_timeout": float,
-    "retry_after": int,
-    "demo_delay": float,
-    "body_timeout": float,
-    "fleet_period": float,
-    "fleet_heartbeat_ttl": float,
+    **{name: number.parse for name, number in NUMBERS.items()},
     "insecure": _parse_bool,
+    "forwarded_allow_ips": parse_forwarded_allow_ips,
 }
 
 
@@ -133,16 +235,18 @@ def load_settings(
 
 def _validated(settings: Settings) -> Settings:
     problems = []
-    if not 0 <= settings.port <= 65535:
-        problems.append(f"port must be between 0 and 65535, not {settings.port}")
-    if settings.drain_timeout < 0:
-        problems.append(f"drain timeout must be >= 0 seconds, not {settings.drain_timeout:g}")
-    if settings.retry_after < 1:
-        problems.append(f"retry-after must be >= 1 second, not {settings.retry_after}")
-    if not settings.body_timeout > 0:
-        problems.append(f"body timeout must be > 0 seconds, not {settings.body_timeout:g}")
-    if settings.demo_delay < 0:
-        problems.append(f"demo delay must be >= 0 seconds, not {settings.demo_delay:g}")
+    for name, number in NUMBERS.items():
+        problem = number.problem(getattr(settings, name))
+        if problem is not None:
+            problems.append(problem)
+    if settings.workers != 1 and NUMBERS["workers"].problem(settings.workers) is None:
+        problems.append(workers_refusal(settings.workers))
+    if settings.forwarded_allow_ips is not None:
+        try:
+            allowed = parse_forwarded_allow_ips(settings.forwarded_allow_ips)
+            settings = replace(settings, forwarded_allow_ips=allowed)
+        except ValueError as exc:
+            problems.append(f"forwarded-allow-ips: {exc}")
     if settings.timeout_policy not in {p.value for p in TimeoutPolicy}:
         problems.append(
             f"timeout policy must be force or rollback, not {settings.timeout_policy!r}"
@@ -156,12 +260,13 @@ def _validated(settings: Settings) -> Settings:
             check_fleet_url(settings.fleet)
         except ValueError as exc:
             problems.append(str(exc))
-    if not 0.01 <= settings.fleet_period <= 60:
-        problems.append(f"fleet period must be 0.01 to 60 seconds, not {settings.fleet_period:g}")
-    if not 2 * settings.fleet_period <= settings.fleet_heartbeat_ttl <= 3600:
+    if (
+        NUMBERS["fleet_period"].problem(settings.fleet_period) is None
+        and settings.fleet_heartbeat_ttl < 2 * settings.fleet_period
+    ):
         problems.append(
-            f"fleet heartbeat TTL must be at least twice the period and at most 3600 seconds, "
-            f"not {settings.fleet_heartbeat_ttl:g}"
+            f"fleet heartbeat TTL must be at least twice the fleet period "
+            f"({settings.fleet_period:g} seconds), not {settings.fleet_heartbeat_ttl:g}"
         )
     if not settings.fleet_prefix or not settings.fleet_prefix.isprintable():
         problems.append(f"fleet prefix must be printable, not {settings.fleet_prefix!r}")
@@ -182,6 +287,15 @@ def _validated(settings: Settings) -> Settings:
     if problems:
         raise SettingsError("; ".join(problems))
     return settings
+
+
+def workers_refusal(workers: object) -> str:
+    """Why ``workers`` worker processes are refused."""
+    return (
+        f"workers must be 1, not {workers}: each worker process would keep its own gate and "
+        "admit, drain and switch on its own over one state file; one process serves a state "
+        f"file until several processes can share one mode ({FLEET_ISSUE})"
+    )
 
 
 def is_loopback(host: str) -> bool:

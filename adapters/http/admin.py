@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .auth import Role, TokenAuth
+from .monitoring import monitoring_routes
 from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .problems import ERROR_HANDLERS, Problem, ProblemError, answering_problems
 from .routes import (
@@ -99,8 +100,11 @@ class AdminRoutes:
             (OPENAPI_PATH, self.openapi, "GET"),
         ]
         return [
-            Route(path, answering_problems(endpoint), methods=[method])
-            for path, endpoint, method in endpoints
+            *(
+                Route(path, answering_problems(endpoint), methods=[method])
+                for path, endpoint, method in endpoints
+            ),
+            *monitoring_routes(self.controller, auth=self.auth, stats=self.stats),
         ]
 
     # -- endpoints -------------------------------------------------------------------------

@@ -7,6 +7,9 @@ while the switch waits for it. ``?delay=<seconds>`` overrides the moment per req
 Given an ``observe`` callable (the service passes the controller's state), each answer also
 says which state the server was in when the handler started and when it ended (``seen``), so
 that a test can prove no request ran in a state that refuses its category.
+
+Two WebSocket routes echo every text message (with the state it was answered in): a profile
+one, which a switch to maintenance closes (1012), and a metadata read, which both modes admit.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from servermode.core import State
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .problems import ERROR_HANDLERS, Problem, problem_response
 
-__all__ = ["DEMO_ROUTES", "MAX_DELAY", "app", "demo_app"]
+__all__ = ["DEMO_ROUTES", "DEMO_SOCKETS", "MAX_DELAY", "app", "demo_app"]
 
 MAX_DELAY = 60.0
 
@@ -32,6 +36,12 @@ DEMO_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/services/{id}", "service"),
     ("GET", "/metadata/profiles/extensions", "schema_read"),
     ("POST", "/metadata/profiles/extensions", "schema"),
+)
+
+#: (path, category) of each demo WebSocket (a handshake is classified as a GET).
+DEMO_SOCKETS: tuple[tuple[str, str], ...] = (
+    ("/profiles/{id}/echo", "profile"),
+    ("/metadata/profiles/echo", "schema_read"),
 )
 
 
@@ -63,6 +73,21 @@ def demo_app(delay: float = 1.0, observe: Callable[[], State] | None = None) -> 
 
         return handle
 
+    def echo(category: str) -> Callable[[WebSocket], Awaitable[None]]:
+        async def handle(websocket: WebSocket) -> None:
+            await websocket.accept()
+            try:
+                while True:
+                    text = await websocket.receive_text()
+                    answer: dict[str, object] = {"category": category, "echo": text}
+                    if observe is not None:
+                        answer["state"] = observe().value
+                    await websocket.send_json(answer)
+            except WebSocketDisconnect:
+                pass  # the client left, or the server closed the socket for a switch
+
+        return handle
+
     async def index(request: Request) -> Response:
         return JSONResponse(
             {
@@ -71,14 +96,18 @@ def demo_app(delay: float = 1.0, observe: Callable[[], State] | None = None) -> 
                     {"method": method, "path": path, "category": category}
                     for method, path, category in DEMO_ROUTES
                 ],
+                "websockets": [
+                    {"path": path, "category": category} for path, category in DEMO_SOCKETS
+                ],
                 "delay": delay,
             }
         )
 
-    routes = [Route("/", index, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/", index, methods=["GET"])]
     routes += [
         Route(path, endpoint(category), methods=[method]) for method, path, category in DEMO_ROUTES
     ]
+    routes += [WebSocketRoute(path, echo(category)) for path, category in DEMO_SOCKETS]
     return Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)
 
 

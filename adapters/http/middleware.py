@@ -1,11 +1,14 @@
-"""The gate as a pure ASGI middleware: classify, admit, count until the response is complete.
+"""The gate as a pure ASGI middleware: classify, admit, count until the app returns.
 
 Wraps any ASGI app. Each HTTP or WebSocket request is put in a category by the route rules
 and admitted through the controller's gate *before* the app is called; a refusal is answered
-here (503, the error body naming the mode, ``Retry-After``; a WebSocket is closed with 1013).
-An admitted request counts as in flight until its last body chunk has been sent, or until the
-app returns, raises or is cancelled (client gone), whichever comes first; the ticket is
-released exactly once.
+here (503, the error body naming the mode, ``Retry-After``; a WebSocket handshake gets the
+same answer where the server offers the ``websocket.http.response`` extension, and is closed
+with 1013 otherwise). An admitted request counts as in flight until the app's call returns,
+raises or is cancelled (client gone): work the app does after its response (a Starlette
+``BackgroundTask``) is drained like the rest. The ticket is released exactly once; the answer
+is counted in the status document's counters as it begins. An open WebSocket whose category
+a drain's target refuses is closed with 1012 as the drain begins (:mod:`.sockets`).
 
 The middleware owns the controller's life: the lifespan of the wrapped app starts it (before
 the app's own startup) and closes it (after the app's own shutdown). An app that does not
@@ -17,19 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import quote
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from servermode.core import ModeController, ServerModeError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .classify import CONTEXT_SERVICES_RULES, RouteRules, normalise_path
 from .problems import Problem, internal_error_response, problem_for_exception, problem_response
+from .sockets import (
+    WS_POLICY_VIOLATION,
+    WS_SERVICE_RESTART,
+    WS_TRY_AGAIN_LATER,
+    ClosedForSwitch,
+    OpenSockets,
+    refuse_handshake,
+)
 from .stats import RequestStats, stats_for
 
-__all__ = ["WS_TRY_AGAIN_LATER", "GateMiddleware"]
-
-#: WebSocket close code "Try Again Later" (RFC 6455 registry), sent to a refused connection.
-WS_TRY_AGAIN_LATER = 1013
+__all__ = ["WS_POLICY_VIOLATION", "WS_SERVICE_RESTART", "WS_TRY_AGAIN_LATER", "GateMiddleware"]
 
 
 class GateMiddleware:
@@ -56,14 +64,16 @@ class GateMiddleware:
         self.rules = rules
         self.stats = stats if stats is not None else stats_for(controller)
         self._life = _ControllerLife(controller)
+        # Closes the open WebSockets a drain's target refuses, as the drain begins.
+        self.sockets = OpenSockets(controller)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             # HTTP first: this dispatch runs on every request.
-            await self._http(_with_normal_path(scope), receive, send)
+            await self._http(scope, receive, send)
         elif kind == "websocket":
-            await self._websocket(_with_normal_path(scope), receive, send)
+            await self._websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
@@ -72,31 +82,38 @@ class GateMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats = self.stats
         stats.request()
+        path = scope["path"]
+        normal = normalise_path(path)
         try:
             if not self._life.started:
                 await self._life.start()
-            ticket = self.controller.admit(self.rules.classify(scope["method"], scope["path"]))
+            ticket = self.controller.admit(self.rules.classify(scope["method"], normal))
         except ServerModeError as exc:  # refused, or the store could not load at first start
             problem, description, headers = problem_for_exception(exc)
             response = problem_response(scope, problem, description, headers)
             stats.response(response.status_code)
             await response(scope, receive, send)
             return
+        if normal is not path:
+            # The app routes what was classified: the normal path, and a raw path to match.
+            normalised = _with_path(scope, normal)
+            if normalised is None:
+                ticket.release()
+                response = problem_response(scope, *_bad_path(scope))
+                stats.response(response.status_code)
+                await response(scope, receive, send)
+                return
+            scope = normalised
 
         started = False
 
         async def send_counted(message: Message) -> None:
+            # The answer is counted as it begins; the request, until the app returns.
             nonlocal started
-            kind = message["type"]
-            if kind == "http.response.start":
+            if not started and message["type"] == "http.response.start":
                 started = True
                 stats.response(message["status"])
-                await send(message)
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                await send(message)
-                ticket.release()
-            else:
-                await send(message)
+            await send(message)
 
         try:
             await self.app(scope, receive, send_counted)
@@ -113,19 +130,35 @@ class GateMiddleware:
             ticket.release()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.stats.request()
+        stats = self.stats
+        stats.request()
+        path = scope["path"]
+        normal = normalise_path(path)
         try:
             await self._life.start()
-            # A WebSocket handshake is a GET.
-            ticket = self.controller.admit(self.rules.classify("GET", scope["path"]))
-        except ServerModeError:
-            # Closing before accepting refuses the handshake itself.
-            await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": ""})
-            self.stats.response(503)
+            category = self.rules.classify("GET", normal)  # a WebSocket handshake is a GET
+            ticket = self.controller.admit(category)
+        except ServerModeError as exc:
+            problem, description, headers = problem_for_exception(exc)
+            await refuse_handshake(scope, send, problem, description, headers, WS_TRY_AGAIN_LATER)
+            stats.response(problem.status)
             return
+        if normal is not path:
+            normalised = _with_path(scope, normal)
+            if normalised is None:
+                ticket.release()
+                problem, description = _bad_path(scope)
+                await refuse_handshake(scope, send, problem, description, {}, WS_POLICY_VIOLATION)
+                stats.response(problem.status)
+                return
+            scope = normalised
+        socket = self.sockets.add(scope, send, category)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, socket.send)
+        except ClosedForSwitch:
+            pass  # the app sent on a socket the gate closed, and let that end it: as it should
         finally:
+            self.sockets.remove(socket)
             ticket.release()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -210,13 +243,57 @@ def _startup_failed(exc: Exception) -> Message:
     return {"type": "lifespan.startup.failed", "message": f"servermode could not start: {exc}"}
 
 
-def _with_normal_path(scope: Scope) -> Scope:
-    """The scope with its path in normal form, so that the app routes what was classified."""
-    path = scope["path"]
-    normal = normalise_path(path)
-    if normal == path:
-        return scope
+def _with_path(scope: Scope, normal: str) -> Scope | None:
+    """The scope with ``normal`` as its path and a raw path to match, or None if none can.
+
+    The raw path is normalised segment by segment as sent, so that an encoded slash stays
+    encoded (``/files//a%2Fb`` is handed on as ``/files/a%2Fb``, path ``/files/a/b``). Where an
+    encoded slash hides a ``.``, ``..`` or empty segment, the raw path and the decoded path
+    resolve to different places (``/files/x%2F..%2Fsecret``): no raw path can say what was
+    classified, and the request is refused.
+    """
     scope = dict(scope)
     scope["path"] = normal
+    raw = scope.get("raw_path")
+    if raw is not None:
+        candidate = _normal_raw_path(raw)
+        if unquote(candidate.decode("latin-1")) == normal:
+            scope["raw_path"] = candidate
+            return scope
+        if b"%2f" in raw.lower():
+            return None
+    # No raw path, or one that does not spell the path (a server's own idea of it): the
+    # path, encoded.
     scope["raw_path"] = quote(normal).encode("ascii")
     return scope
+
+
+def _normal_raw_path(raw: bytes) -> bytes:
+    """``raw`` with its ``.``/``..`` segments resolved and empty ones dropped, escapes kept.
+
+    The same rule as :func:`normalise_path`, applied to segments as sent (``%2e%2e`` is ``..``,
+    ``a%2Fb`` one segment).
+    """
+    parts = raw.split(b"/")
+    segments: list[bytes] = []
+    for part in parts:
+        segment = unquote_to_bytes(part) if b"%" in part else part
+        if segment in (b"", b"."):
+            continue
+        if segment == b"..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(part)
+    normal = b"/" + b"/".join(segments)
+    if segments and unquote_to_bytes(parts[-1]) in (b"", b".", b".."):
+        normal += b"/"
+    return normal
+
+
+def _bad_path(scope: Scope) -> tuple[Problem, str]:
+    shown = scope.get("raw_path", b"").decode("latin-1")
+    return (
+        Problem.BAD_PARAMETER,
+        f"bad path {shown!r}: an encoded slash (%2F) may not hide a '.', '..' or empty segment",
+    )

@@ -15,13 +15,19 @@ from servermode.core.fleet import FleetOutcome, ReportOutcome
 
 from .problems import Problem
 from .routes import (
+    CANCEL_PATH,
+    EVENTS_PATH,
     FLEET_PATH,
     LIVE_PATH,
+    METRICS_PATH,
     MODE_PATH,
     OPENAPI_PATH,
     READY_PATH,
     STATUS_PATH,
     TRANSITIONS_PATH,
+    UI_PATH,
+    UI_SCRIPT_PATH,
+    UI_STYLE_PATH,
 )
 
 __all__ = ["MAX_RECORD_ID", "MODE_PATTERN", "OPENAPI", "response_schema"]
@@ -266,6 +272,18 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
+    "CancelRequest": {
+        "type": "object",
+        "properties": {
+            "reason": {
+                "type": ["string", "null"],
+                "maxLength": 500,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+                "description": "kept in the audit (null: none)",
+            }
+        },
+        "additionalProperties": False,
+    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -370,6 +388,82 @@ PATHS: dict[str, Any] = {
                 "503": _error("the fleet engine could not be read"),
             },
         }
+    },
+    CANCEL_PATH: {
+        "post": {
+            "summary": "Cancel the mode change under way: the mode it is leaving stays",
+            "operationId": "cancelModeChange",
+            "security": [{}, {"bearer": []}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("CancelRequest")}},
+            },
+            "responses": {
+                "200": _json(_ref("Transition"), "how the drain ended (cancelled, or first)"),
+                "400": _error('a body that is not {"reason": "..."}'),
+                "401": _error("no or wrong bearer token (when an admin token is configured)"),
+                "403": _error("the read token cannot cancel"),
+                "408": _error("the body did not arrive within the body timeout"),
+                "409": _error("no mode change is under way"),
+                "413": _error("body over the size limit"),
+                "415": _error("body not JSON"),
+                "503": _error("the state could not be saved"),
+            },
+        }
+    },
+    METRICS_PATH: {
+        "get": {
+            "summary": "Prometheus metrics of this process (servermode_*, process_*, python_*)",
+            "operationId": "getMetrics",
+            "security": _READ_SECURITY,
+            "responses": {
+                "200": {
+                    "description": "the Prometheus text format (OpenMetrics when accepted)",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": _error("no or wrong bearer token (when a read token is configured)"),
+            },
+        }
+    },
+    EVENTS_PATH: {
+        "get": {
+            "summary": "Server-sent events: hello, status (when it changes), transition, shutdown",
+            "description": (
+                "Each event's data is one line of JSON: hello {principal, can_switch, switch}, "
+                "status (the Status document; every 0.5 s while draining), transition (a "
+                "Transition, as it is recorded), shutdown (last, when the service stops). "
+                "A ': keepalive' comment every 15 s of silence. Try: curl -N URL."
+            ),
+            "operationId": "getEvents",
+            "security": _READ_SECURITY,
+            "responses": {
+                "200": {
+                    "description": "an event stream that ends when the service stops",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "401": _error("no or wrong bearer token (when a read token is configured)"),
+            },
+        }
+    },
+    **{
+        path: {
+            "get": {
+                "summary": summary,
+                "operationId": operation,
+                "security": [{}],
+                "responses": {
+                    "200": {
+                        "description": "a static file",
+                        "content": {media: {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        }
+        for path, summary, operation, media in (
+            (UI_PATH, "The admin page (asks for a token)", "getAdminPage", "text/html"),
+            (UI_STYLE_PATH, "The page's stylesheet", "getAdminPageStyle", "text/css"),
+            (UI_SCRIPT_PATH, "The page's script", "getAdminPageScript", "text/javascript"),
+        )
     },
     LIVE_PATH: {
         "get": {

@@ -54,6 +54,7 @@ class Problem(Enum):
     NOT_FOUND = (404, "not found", 4040)
     METHOD_NOT_ALLOWED = (405, "method not allowed", 4050)
     REQUEST_TIMEOUT = (408, "request timeout", 4080)
+    NOTHING_TO_CANCEL = (409, "nothing to cancel", 4090)
     PAYLOAD_TOO_LARGE = (413, "payload too large", 4130)
     UNSUPPORTED_MEDIA_TYPE = (415, "unsupported media type", 4150)
     INTERNAL_ERROR = (500, "internal server error", 5000)

@@ -22,8 +22,11 @@ from types import MappingProxyType
 
 __all__ = [
     "ADMIN",
+    "CANCEL_PATH",
+    "EVENTS_PATH",
     "FLEET_PATH",
     "LIVE_PATH",
+    "METRICS_PATH",
     "MODE_PATH",
     "OPENAPI_PATH",
     "READY_PATH",
@@ -32,6 +35,9 @@ __all__ = [
     "SERVER_ROUTES",
     "STATUS_PATH",
     "TRANSITIONS_PATH",
+    "UI_PATH",
+    "UI_SCRIPT_PATH",
+    "UI_STYLE_PATH",
     "owns",
     "server_category",
 ]
@@ -43,6 +49,12 @@ FLEET_PATH = "/server/fleet"
 LIVE_PATH = "/server/health/live"
 READY_PATH = "/server/health/ready"
 OPENAPI_PATH = "/server/openapi.json"
+CANCEL_PATH = "/server/cancel"
+METRICS_PATH = "/server/metrics"
+EVENTS_PATH = "/server/events"
+UI_PATH = "/server/ui"
+UI_STYLE_PATH = "/server/ui/style.css"
+UI_SCRIPT_PATH = "/server/ui/app.js"
 
 #: The mode switch's category: it passes the gate in every state and is never counted (the
 #: controller itself refuses a switch during a drain, and audits the refusal).
@@ -63,6 +75,12 @@ SERVER_ROUTES: Mapping[str, frozenset[str]] = MappingProxyType(
         LIVE_PATH: frozenset(),
         READY_PATH: frozenset(),
         OPENAPI_PATH: frozenset(),
+        CANCEL_PATH: frozenset({"POST"}),  # ends a mode change: admitted as the switch is
+        METRICS_PATH: frozenset(),
+        EVENTS_PATH: frozenset(),  # a stream that never ends by itself: never counted
+        UI_PATH: frozenset(),
+        UI_STYLE_PATH: frozenset(),
+        UI_SCRIPT_PATH: frozenset(),
     }
 )
 

@@ -5,9 +5,16 @@ in WAL mode with ``synchronous=FULL``: a commit that returned is on disk. Every 
 ``BEGIN IMMEDIATE`` transaction, so writers in several processes are serialised by SQLite
 (waiting up to ``busy_timeout``), and the state row and its record are saved atomically.
 
+One store owns the file while it is open: it holds an exclusive lock on ``<file>.lock``
+(:mod:`.lock`), and a second store on the same file, in any process, is refused at open.
+Before it changes anything in an existing file (even the journal mode), the store reads the
+file's header through a read-only, immutable connection and refuses a file of another
+application, or one that is not an SQLite database, leaving its bytes as they were.
+
 The state row carries a ``generation`` counter. The store remembers the generation it last
-read or wrote, and refuses to save over a row that another process changed meanwhile: the
-caller's view of the mode is stale, and overwriting the file would undo a change it never saw.
+read or wrote, and refuses to save over a row that something else changed meanwhile (an
+operator's tool, a servermode that predates the lock): the caller's view of the mode is
+stale, and overwriting the file would undo a change it never saw.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from servermode.core import PersistedState, State, StoreError, TransitionRecord
+
+from .lock import StateFileLock
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -161,7 +171,16 @@ class SQLiteStore:
         # end: a sqlite3 connection has a single transaction state, so two threads must never
         # interleave on it, and a connection per call would redo the pragmas and the checks.
         self._lock = threading.Lock()
-        self._connection = self._connect()
+        self._check_path()
+        # Taken before the file is read or written, and held until close().
+        self._owner = StateFileLock(self.path)
+        self._owner.acquire()
+        try:
+            self._inspect()
+            self._connection = self._connect()
+        except BaseException:
+            self._owner.release(discard=True)
+            raise
         try:
             with self._guard("opening"):
                 self._prepare()
@@ -169,6 +188,7 @@ class SQLiteStore:
                 self._generation = self._read_generation()
         except BaseException:
             self._connection.close()
+            self._owner.release(discard=True)
             raise
 
     # -- the Store port --------------------------------------------------------------------
@@ -223,15 +243,18 @@ class SQLiteStore:
             raise StoreError(f"{self.path} holds a transition that cannot be read: {exc}") from exc
 
     def close(self) -> None:
+        """Close the file and give up its lock: another store may open it from now on."""
         with self._lock:
             self._connection.close()
+            self._owner.release()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
 
     # -- opening ---------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _check_path(self) -> None:
+        """Create the folder when missing; refuse a path that is not (or cannot be) a file."""
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -240,8 +263,57 @@ class SQLiteStore:
             raise StoreError(
                 f"cannot create the folder {folder} for the mode database {self.path}: {why}"
             ) from exc
-        if self.path.is_dir():
+        try:
+            mode = self.path.stat().st_mode
+        except FileNotFoundError:
+            return  # a new file: created by the first connection
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.path}: {exc.strerror}") from exc
+        if stat.S_ISDIR(mode):
             raise StoreError(f"{self.path} is a folder, not a servermode database file")
+        if not stat.S_ISREG(mode):
+            raise StoreError(
+                f"{self.path} is not a regular file (a device, a pipe or a socket), not a "
+                "servermode database file"
+            )
+
+    def _inspect(self) -> None:
+        """Refuse a file that is not ours before anything writes to it (WAL mode included).
+
+        The connection is read-only and immutable: it takes no lock and creates no -wal or -shm
+        file. It sees the main file only, without what a -wal file may add; page 1, where the
+        application id, the schema version and the list of tables live, is written whole, so
+        what it holds is consistent (a servermode file whose first commit is still in its -wal
+        looks empty here, and is checked again once opened).
+        """
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        with self._guard("opening"):
+            connection = sqlite3.connect(uri, uri=True)
+            try:
+                self._check_application(connection)
+            finally:
+                connection.close()
+
+    def _check_application(self, connection: sqlite3.Connection) -> None:
+        """Refuse another application's database, and a schema newer than this version's."""
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        (application,) = connection.execute("PRAGMA application_id").fetchone()
+        (tables,) = connection.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        if application != APPLICATION_ID and (application != 0 or version != 0 or tables):
+            raise StoreError(
+                f"{self.path} is an SQLite database of another application, not a servermode "
+                "database; it was left untouched"
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than version "
+                f"{SCHEMA_VERSION} that this servermode understands: upgrade servermode, "
+                "or point it at another file"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
         with self._guard("opening"):
             return sqlite3.connect(
                 self.path,
@@ -269,20 +341,9 @@ class SQLiteStore:
             self._migrate(connection)
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
+        # Checked again with the -wal file's content, inside the write transaction.
+        self._check_application(connection)
         (version,) = connection.execute("PRAGMA user_version").fetchone()
-        (application,) = connection.execute("PRAGMA application_id").fetchone()
-        (tables,) = connection.execute("SELECT count(*) FROM sqlite_schema").fetchone()
-        if application != APPLICATION_ID and (application != 0 or version != 0 or tables):
-            raise StoreError(
-                f"{self.path} is an SQLite database of another application, not a servermode "
-                "database; it was left untouched"
-            )
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than version "
-                f"{SCHEMA_VERSION} that this servermode understands: upgrade servermode, "
-                "or point it at another file"
-            )
         for statements in _MIGRATIONS[version:]:
             for statement in statements:
                 connection.execute(statement)

@@ -105,13 +105,7 @@ class GateNode:
         return self.gate.in_flight()
 
     def outgoing(self, state: State) -> dict[str, int]:
-        target = state.target
-        policy = self.gate.policy
-        return {
-            category: n
-            for category, n in self.gate.in_flight().items()
-            if n and (target is None or not policy.admits(target.state, category))
-        }
+        return self.gate.outgoing_in_flight() if self.gate.state is state else {}
 
     def enter_drain(self, state: State, seconds_left: float) -> LocalDrain:
         loop = asyncio.get_running_loop()

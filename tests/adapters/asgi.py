@@ -26,10 +26,10 @@ def http_scope(method: str = "GET", path: str = "/", **extra: Any) -> dict[str, 
     }
 
 
-def ws_scope(path: str = "/") -> dict[str, Any]:
+def ws_scope(path: str = "/", **extra: Any) -> dict[str, Any]:
     scope = http_scope(path=path)
     del scope["method"]
-    scope.update(type="websocket", scheme="ws", subprotocols=[])
+    scope.update(type="websocket", scheme="ws", subprotocols=[], **extra)
     return scope
 
 

@@ -334,6 +334,54 @@ class TestTimeout:
         run(scenario)
 
 
+class TestWhatADrainWaitsFor:
+    def test_a_read_both_modes_admit_is_not_waited_for(self) -> None:
+        """Under rollback, a long metadata read neither delays nor fails a switch either way."""
+
+        async def scenario() -> None:
+            c = await started(drain_timeout=5, timeout_policy="rollback")
+            read = c.admit("schema_read")
+            to_maintenance = await asyncio.wait_for(c.set_mode("maintenance"), 1)
+            to_production = await asyncio.wait_for(c.set_mode("production"), 1)
+            for record in (to_maintenance, to_production):
+                assert record.outcome is Outcome.COMPLETED
+                assert record.in_flight["schema_read"] == 1
+                assert record.stragglers == {}
+            read.release()
+
+        run(scenario)
+
+    def test_stragglers_are_the_outgoing_kind_only(self) -> None:
+        """``in_flight`` counts every kind at the start; ``stragglers`` only the outgoing one."""
+
+        async def scenario() -> None:
+            c = await started(drain_timeout=0.05)
+            stuck, read = c.admit("profile"), c.admit("schema_read")
+            record = await c.set_mode("maintenance")
+            assert record.outcome is Outcome.FORCED
+            assert record.in_flight == {"profile": 1, "service": 0, "schema": 0, "schema_read": 1}
+            assert record.stragglers == {"profile": 1}
+            stuck.release()
+            read.release()
+
+        run(scenario)
+
+    def test_switching_back_after_a_forced_switch_does_not_wait_for_its_stragglers(self) -> None:
+        """The profile request a forced switch left running is admitted in production: the
+        switch back does not wait for it."""
+
+        async def scenario() -> None:
+            c = await started(drain_timeout=0.2)
+            straggler = c.admit("profile")
+            assert (await c.set_mode("maintenance")).outcome is Outcome.FORCED
+            back = await asyncio.wait_for(c.set_mode("production"), 0.1)
+            assert back.outcome is Outcome.COMPLETED
+            assert back.in_flight["profile"] == 1 and back.stragglers == {}
+            straggler.release()
+
+        run(scenario)
+
+
 class TestCancel:
     def test_cancel_returns_to_the_mode_being_left(self) -> None:
         """cancel() abandons the drain; the waiting caller learns the mode did not change."""

@@ -9,7 +9,7 @@ import pytest
 from servermode.core import CONTEXT_SERVICES, Gate, Refused, State, UnknownCategory
 
 P, M = State.PRODUCTION, State.MAINTENANCE
-TO_M = State.DRAINING_TO_MAINTENANCE
+TO_M, TO_P = State.DRAINING_TO_MAINTENANCE, State.DRAINING_TO_PRODUCTION
 
 
 def gate(state: State = P) -> Gate:
@@ -45,6 +45,28 @@ class TestAdmission:
         g.admit("server")
         g.admit("admin")
         assert g.total_in_flight == 0
+
+    def test_request_totals_count_admissions_and_refusals_per_category(self) -> None:
+        """Totals since start per category, counted and uncounted alike; releases keep them."""
+        g = gate()
+        g.admit("profile").release()
+        g.admit("profile")
+        g.admit("server")
+        g.admit("admin")
+        for _ in range(3):
+            with pytest.raises(Refused):
+                g.admit("schema")
+        with pytest.raises(UnknownCategory):
+            g.admit("billing")
+        totals = g.request_totals()
+        assert totals == {
+            "profile": (2, 0),
+            "service": (0, 0),
+            "schema": (0, 3),
+            "schema_read": (0, 0),
+            "admin": (1, 0),
+            "server": (1, 0),
+        }
 
     def test_unknown_category(self) -> None:
         """An unknown category is an error, not a refusal."""
@@ -110,18 +132,61 @@ class TestRelease:
 
 
 class TestDrain:
-    def test_callback_fires_when_the_last_request_ends(self) -> None:
-        """The drained callback fires exactly once, at the release of the last counted request."""
+    def test_callback_fires_when_the_last_outgoing_request_ends(self) -> None:
+        """The drained callback fires exactly once, at the release of the last request of a
+        category the target refuses."""
         g = gate()
-        a, b = g.admit("profile"), g.admit("schema_read")
+        a, b = g.admit("profile"), g.admit("service")
         calls: list[int] = []
         snapshot = g.begin_drain(TO_M, 1e9, lambda: calls.append(g.total_in_flight))
-        assert snapshot == {"profile": 1, "service": 0, "schema": 0, "schema_read": 1}
+        assert snapshot == {"profile": 1, "service": 1, "schema": 0, "schema_read": 0}
         a.release()
         assert calls == []
         b.release()
         b.release()
         assert calls == [0]
+
+    def test_a_drain_waits_for_the_outgoing_kind_only(self) -> None:
+        """A read both modes admit is counted, reported at the start, and not waited for."""
+        g = gate()
+        read, write = g.admit("schema_read"), g.admit("profile")
+        calls: list[str] = []
+        snapshot = g.begin_drain(TO_M, 1e9, lambda: calls.append("drained"))
+        assert snapshot == {"profile": 1, "service": 0, "schema": 0, "schema_read": 1}
+        assert g.outgoing_in_flight() == {"profile": 1}
+        write.release()
+        assert calls == ["drained"]
+        assert g.in_flight()["schema_read"] == 1
+        assert g.outgoing_in_flight() == {}
+        read.release()
+        assert calls == ["drained"]
+
+    def test_only_requests_the_target_admits_means_drained_at_once(self) -> None:
+        """With only requests of admitted kinds running, the drain is over when it begins."""
+        g = gate(M)
+        read, write = g.admit("schema_read"), g.admit("schema")
+        write.release()
+        calls: list[str] = []
+        g.begin_drain(TO_P, 1e9, lambda: calls.append("drained"))
+        assert calls == ["drained"]
+        read.release()
+
+    def test_switching_back_does_not_wait_for_stragglers_it_admits(self) -> None:
+        """After a forced switch, the drain back does not wait for the previous stragglers
+        of a category its target admits, and does wait for those it refuses."""
+        g = gate()
+        straggler = g.admit("profile")
+        g.begin_drain(TO_M, 1e9, lambda: None)
+        g.set_state(M)  # forced: the profile request still runs
+        assert g.outgoing_in_flight() == {}
+        calls: list[str] = []
+        g.begin_drain(TO_P, 1e9, lambda: calls.append("back"))
+        assert calls == ["back"]
+        g.set_state(P)
+        g.begin_drain(TO_M, 1e9, lambda: calls.append("again"))
+        assert calls == ["back"]  # to maintenance the profile request is outgoing again
+        straggler.release()
+        assert calls == ["back", "again"]
 
     def test_idle_gate_drains_at_once(self) -> None:
         """With nothing in flight, the callback fires before begin_drain returns."""
@@ -178,4 +243,23 @@ def test_threaded_counts_stay_exact() -> None:
     for th in threads:
         th.join()
     assert g.in_flight() == {"profile": 0, "service": 0, "schema": 0, "schema_read": 0}
+    assert g.total_in_flight == 0
+
+
+def test_a_category_admitted_while_draining_and_in_the_target_is_never_waited_for() -> None:
+    """Under a policy that lets reads through a drain, the drain ends while reads run."""
+    from servermode.core import AdmissionPolicy
+
+    policy = AdmissionPolicy.from_table(
+        {"write": ["production"], "read": ["production", "draining_to_maintenance", "maintenance"]}
+    )
+    g = Gate(policy, P)
+    before = g.admit("read")
+    calls: list[str] = []
+    g.begin_drain(TO_M, 1e9, lambda: calls.append("drained"))
+    during = g.admit("read")
+    assert calls == ["drained"]
+    assert g.in_flight() == {"write": 0, "read": 2}
+    before.release()
+    during.release()
     assert g.total_in_flight == 0

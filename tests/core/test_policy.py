@@ -64,3 +64,34 @@ class TestFromTable:
         """A policy without categories would refuse everything silently."""
         with pytest.raises(ValueError):
             AdmissionPolicy({})
+
+
+class TestCountedCategoriesWhileDraining:
+    def test_a_category_a_drain_could_never_wait_out_is_refused(self) -> None:
+        """A counted category admitted while draining to maintenance but refused in maintenance
+        would run on after the drain: such a policy is refused, naming the category."""
+        with pytest.raises(ValueError, match=r"'upload'.*draining_to_maintenance.*maintenance"):
+            AdmissionPolicy.from_table(
+                {"upload": ["production", "draining_to_maintenance"], "ping": list(State)},
+                uncounted=["ping"],
+            )
+
+    def test_uncounted_categories_may_pass_in_any_state(self) -> None:
+        """Only counted requests are drained: an uncounted one may pass while draining."""
+        policy = AdmissionPolicy.from_table(
+            {"ping": ["draining_to_production"]}, uncounted=["ping"]
+        )
+        assert policy.admits(TO_P, "ping")
+
+    def test_a_category_the_target_admits_may_pass_while_draining(self) -> None:
+        """Admitted while draining to maintenance and in maintenance: allowed, never waited."""
+        policy = AdmissionPolicy.from_table(
+            {"read": ["production", "draining_to_maintenance", "maintenance"]}
+        )
+        assert policy.admits(TO_M, "read")
+        assert policy.outgoing(TO_M) == ()
+
+    def test_outgoing_is_what_the_drain_target_refuses(self) -> None:
+        """The categories a drain waits for: counted, and refused by the drain's target."""
+        assert CONTEXT_SERVICES.outgoing(TO_M) == ("profile", "service")
+        assert CONTEXT_SERVICES.outgoing(TO_P) == ("schema",)

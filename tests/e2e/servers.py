@@ -21,6 +21,7 @@ import uvicorn
 from servermode.adapters.bootstrap import Service, build_service
 from servermode.adapters.cli.settings import Settings
 from servermode.adapters.store.factory import MEMORY
+from starlette.types import ASGIApp
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,11 +33,18 @@ def free_port() -> int:
 
 
 class ThreadedService:
-    """The composed service served by a real uvicorn on 127.0.0.1 (a free port) in a thread."""
+    """The composed service served by a real uvicorn on 127.0.0.1 (a free port) in a thread.
 
-    def __init__(self, **settings: Any) -> None:
+    ``asgi_app`` gates that application instead of the one the settings name (``app``, or
+    the demo); ``ws`` is uvicorn's WebSocket implementation (wsproto, as ``servermode serve``
+    runs it).
+    """
+
+    def __init__(
+        self, asgi_app: ASGIApp | None = None, ws: str = "wsproto", **settings: Any
+    ) -> None:
         self.service: Service = build_service(
-            replace(Settings(demo_delay=0.2, state=MEMORY), **settings)
+            replace(Settings(demo_delay=0.2, state=MEMORY), **settings), asgi_app
         )
         config = uvicorn.Config(
             self.service.app,
@@ -45,6 +53,7 @@ class ThreadedService:
             log_config=None,
             log_level="warning",
             lifespan="on",
+            ws=ws,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)

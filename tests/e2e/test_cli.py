@@ -114,8 +114,9 @@ def test_serve_refuses_a_public_address_without_a_token() -> None:
 def test_serve_reports_bad_settings() -> None:
     """A bad setting is named, and nothing is served."""
     result = cli("serve", "--drain-timeout", "-1")
-    assert result.returncode == 1
-    assert "drain timeout must be >= 0" in result.stderr
+    assert result.returncode == 2  # click's usage error: the flag is named
+    assert "Invalid value for '--drain-timeout'" in result.stderr
+    assert "drain timeout must be between 0 and 604800 seconds, not -1" in result.stderr
 
 
 class TestDiagram:

@@ -37,12 +37,13 @@ def console_session(marker: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the example uses curl")
-def test_http_api_session_runs_as_written() -> None:
-    """Each curl command of the HTTP API section prints exactly the output shown."""
+@pytest.mark.parametrize("marker", ["http-api", "monitoring"])
+def test_http_api_session_runs_as_written(marker: str) -> None:
+    """Each curl command of a README session prints exactly the output shown."""
     port = str(free_port())
     serve = [sys.executable, "-m", "servermode.adapters.cli", "serve", "--port", port]
     with running_process(serve, int(port)):
-        for command, expected in console_session("http-api"):
+        for command, expected in console_session(marker):
             result = subprocess.run(
                 ["bash", "-c", command.replace(DOCUMENTED_PORT, port)],
                 capture_output=True,

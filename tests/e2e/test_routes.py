@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from servermode.adapters.http.openapi import OPENAPI
+from servermode.adapters.http.routes import SERVER_ROUTES
 
 from .servers import REPO, ThreadedService, cli, free_port, running_process
 
@@ -68,7 +69,8 @@ def test_servermode_routes_live_under_server() -> None:
         live = client.get("/server/health/live")
         ready = client.get("/server/health/ready")
     assert document.json() == json.loads(json.dumps(OPENAPI))
-    assert set(document.json()["paths"]) == {
+    assert set(document.json()["paths"]) == set(SERVER_ROUTES)
+    assert {
         "/server/mode",
         "/server/status",
         "/server/transitions",
@@ -76,7 +78,8 @@ def test_servermode_routes_live_under_server() -> None:
         "/server/health/live",
         "/server/health/ready",
         "/server/openapi.json",
-    }
+    } <= set(SERVER_ROUTES)
+    assert all(path.startswith("/server/") for path in SERVER_ROUTES)
     assert live.json() == {"status": "live"}
     assert (ready.status_code, ready.json()["status"]) == (503, "not ready")
 

@@ -91,6 +91,37 @@ class TestDrain:
         assert mode == "production"
         assert profile_after.status_code == 200
 
+    def test_a_drain_does_not_wait_for_a_read_both_modes_admit(self) -> None:
+        """A long metadata read (schema_read: admitted in production and in maintenance) is
+        not waited for: under rollback with a short drain timeout, both switches complete at
+        once, and the read itself finishes normally."""
+        with (
+            ThreadedService(drain_timeout=1.0, timeout_policy="rollback") as running,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            client = running.client()
+            read = pool.submit(client.get, "/metadata/profiles/extensions", params={"delay": 2.0})
+            deadline = time.monotonic() + 5
+            while client.get("/server/status").json()["in_flight"]["schema_read"] != 1:
+                assert time.monotonic() < deadline, "the metadata read was never admitted"
+                time.sleep(0.01)
+            started = time.monotonic()
+            to_maintenance = client.post("/server/mode", json={"mode": "maintenance"})
+            to_production = client.post("/server/mode", json={"mode": "production"})
+            waited = time.monotonic() - started
+            history = client.get("/server/transitions?limit=2").json()["transitions"]
+            still_running = client.get("/server/status").json()["in_flight"]["schema_read"]
+            read_response = read.result()
+        assert to_maintenance.status_code == 200, to_maintenance.text
+        assert to_maintenance.content == b'{"server changed":"maintenance"}'
+        assert to_production.status_code == 200, to_production.text
+        assert waited < 1.0  # neither switch waited for the drain timeout (a wait fails: 503)
+        assert still_running == 1
+        assert [r["outcome"] for r in history] == ["completed", "completed"]
+        assert all(r["in_flight"]["schema_read"] == 1 for r in history)
+        assert all(r["stragglers"] == {} for r in history)
+        assert read_response.status_code == 200
+
 
 class TestAuthOverHttp:
     def test_admin_token_guards_the_switch(self) -> None:

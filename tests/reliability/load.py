@@ -47,16 +47,18 @@ def ran_where_admitted(category: str, start: State, end: State, *, straggler: bo
     """Whether a request that saw ``start`` then ``end`` ran only where it may.
 
     It was admitted in a steady state that admits its category; while it ran, a switch may
-    have begun (the drain of that state), but the switch cannot end before it does, unless
-    the drain timed out under ``force`` and the request is one of its counted stragglers.
+    have begun (the drain of that state). A drain waits for the outgoing kind only, so it
+    may have run on into a mode that admits its category too (schema_read, admitted in
+    both), but never into one that refuses it, unless the drain timed out under ``force``
+    and the request is one of its counted stragglers (and then a drain back to a mode that
+    admits it does not wait for it either).
     """
     admitted_in = origin(start)
     if not CONTEXT_SERVICES.admits(admitted_in, category):
         return False
-    if origin(end) is admitted_in:
+    if CONTEXT_SERVICES.admits(origin(end), category):
         return True
-    # Only the mode the forced switch led to, and no further (a later drain waits for it).
-    return straggler and not end.is_draining
+    return straggler
 
 
 @dataclass

@@ -82,6 +82,10 @@ P, DM, M, DP = (
         ("schema", DM, M, False),
         ("schema_read", M, DP, True),
         ("schema_read", P, DM, True),
+        ("schema_read", P, M, True),  # maintenance admits it too: the drain did not wait for it
+        ("schema_read", M, P, True),
+        ("schema_read", DM, DP, True),
+        ("schema", P, P, False),
     ],
 )
 def test_admission_judge(category: str, start: State, end: State, allowed: bool) -> None:

@@ -58,3 +58,33 @@ def test_level_filters() -> None:
     structlog.get_logger("servermode").info("quiet")
     structlog.get_logger("servermode").warning("loud")
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["loud"]
+
+
+SECRET = "s3cret-token-in-a-local-variable"
+
+
+def fail_holding_a_secret() -> None:
+    authorization = f"Bearer {SECRET}"  # a local variable, as a request's frame holds one
+    raise RuntimeError(f"failed after reading {len(authorization)} characters")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+@pytest.mark.parametrize("source", ["structlog", "stdlib"])
+def test_tracebacks_carry_no_local_variables(fmt: str, source: str) -> None:
+    """A logged exception shows its frames and message, never the frames' local variables."""
+    out = io.StringIO() if fmt == "json" else Terminal()
+    configure_logging("info", fmt, out)
+    try:
+        fail_holding_a_secret()
+    except RuntimeError:
+        if source == "structlog":
+            structlog.get_logger("servermode").exception("request_failed")
+        else:  # as uvicorn logs "Exception in ASGI application"
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    text = out.getvalue()
+    assert "fail_holding_a_secret" in text and "failed after reading" in text
+    assert SECRET not in text
+    if fmt == "json":
+        [line] = text.splitlines()
+        frames = json.loads(line)["exception"][0]["frames"]
+        assert frames and all("locals" not in frame for frame in frames)

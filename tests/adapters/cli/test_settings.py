@@ -6,12 +6,17 @@ from pathlib import Path
 
 import pytest
 from servermode.adapters.cli.settings import (
+    MAX_DEMO_DELAY,
+    MAX_DRAIN_TIMEOUT,
+    NUMBERS,
     Settings,
     SettingsError,
     check_exposure,
     is_loopback,
     load_settings,
+    parse_forwarded_allow_ips,
 )
+from servermode.adapters.http.demo import MAX_DELAY
 
 
 class TestPrecedence:
@@ -118,3 +123,130 @@ class TestExposure:
         """An admin token, or an explicit --insecure, allows it."""
         check_exposure(Settings(host="0.0.0.0", admin_token="t"))
         check_exposure(Settings(host="0.0.0.0", insecure=True))
+
+
+class TestNumbers:
+    """Every number is bounded when read: a value that parses but cannot be served is refused."""
+
+    @pytest.mark.parametrize(
+        ("name", "value", "message"),
+        [
+            ("drain_timeout", "inf", "drain timeout must be between 0 and 604800 seconds, not inf"),
+            ("drain_timeout", "-inf", "drain timeout must be between"),
+            ("drain_timeout", "nan", "drain timeout must be between 0 and 604800 seconds, not nan"),
+            ("drain_timeout", "1e12", "drain timeout must be between"),
+            ("drain_timeout", "604800.5", "drain timeout must be between"),
+            ("drain_timeout", "soon", "drain timeout must be a number, not 'soon'"),
+            ("port", "-1", "port must be between 0 and 65535, not -1"),
+            ("port", "8080.5", "port must be a whole number"),
+            ("retry_after", "0", "retry-after must be between 1 and 604800 seconds"),
+            ("retry_after", "604801", "retry-after must be between"),
+            ("body_timeout", "0", "body timeout must be more than 0 and at most 3600 seconds"),
+            ("body_timeout", "nan", "body timeout must be more than 0"),
+            ("body_timeout", "1e999", "body timeout must be more than 0"),
+            ("demo_delay", "-0.5", "demo delay must be between 0 and 60 seconds"),
+            ("demo_delay", "61", "demo delay must be between 0 and 60 seconds"),
+            ("workers", "0", "workers must be between 1 and 1024"),
+            ("workers", "two", "workers must be a whole number"),
+        ],
+    )
+    def test_an_unservable_value_from_the_environment(
+        self, name: str, value: str, message: str
+    ) -> None:
+        variable = "SERVERMODE_" + name.upper()
+        with pytest.raises(SettingsError) as error:
+            load_settings({variable: value})
+        assert str(error.value).startswith(f"{variable}: {message}")
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("drain_timeout", float("inf")),
+            ("drain_timeout", float("nan")),
+            ("drain_timeout", 1e12),
+            ("port", 70000),
+            ("retry_after", 10**9),
+            ("body_timeout", float("inf")),
+            ("demo_delay", 61.0),
+        ],
+    )
+    def test_an_unservable_value_given_directly(self, name: str, value: float) -> None:
+        """Values given as flags (already numbers) are bounded the same way."""
+        with pytest.raises(SettingsError, match=NUMBERS[name].label):
+            load_settings({}, **{name: value})
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("drain_timeout", "0"),
+            ("drain_timeout", "604800"),
+            ("port", "0"),
+            ("port", "65535"),
+            ("retry_after", "1"),
+            ("retry_after", "604800"),
+            ("body_timeout", "0.001"),
+            ("body_timeout", "3600"),
+            ("demo_delay", "0"),
+            ("demo_delay", "60"),
+            ("workers", "1"),
+        ],
+    )
+    def test_the_bounds_themselves_are_accepted(self, name: str, value: str) -> None:
+        settings = load_settings({"SERVERMODE_" + name.upper(): value})
+        assert getattr(settings, name) == NUMBERS[name].kind(value)
+
+    def test_the_longest_drain_is_a_week(self) -> None:
+        assert MAX_DRAIN_TIMEOUT == 7 * 24 * 3600
+
+    def test_the_demo_delay_bound_is_the_demos_own(self) -> None:
+        """A copy (the CLI's settings do not import the web stack) that must not drift."""
+        assert MAX_DEMO_DELAY == MAX_DELAY
+
+
+class TestWorkers:
+    def test_one_worker_by_default(self) -> None:
+        assert load_settings({}).workers == 1
+
+    @pytest.mark.parametrize("how", ["environment", "flag"])
+    def test_more_than_one_is_refused_pointing_at_fleet_mode(self, how: str) -> None:
+        """Each worker would keep its own gate on one state file: refused until fleet mode."""
+        with pytest.raises(SettingsError) as error:
+            if how == "environment":
+                load_settings({"SERVERMODE_WORKERS": "4"})
+            else:
+                load_settings({}, workers=4)
+        message = str(error.value)
+        assert "workers must be 1, not 4" in message
+        assert "own gate" in message and "fleet mode" in message
+
+
+class TestForwardedAllowIps:
+    def test_off_by_default(self) -> None:
+        """No proxy is trusted unless listed: the client is the peer of the connection."""
+        assert load_settings({}).forwarded_allow_ips is None
+
+    @pytest.mark.parametrize(
+        ("value", "read"),
+        [
+            ("127.0.0.1", "127.0.0.1"),
+            (" 127.0.0.1 , ::1 ", "127.0.0.1,::1"),
+            ("10.0.0.0/8,192.168.1.7", "10.0.0.0/8,192.168.1.7"),
+            ("*", "*"),
+            ("", None),
+            (" , ", None),
+        ],
+    )
+    def test_addresses_and_networks(self, value: str, read: str | None) -> None:
+        assert load_settings({"SERVERMODE_FORWARDED_ALLOW_IPS": value}).forwarded_allow_ips == (
+            read
+        )
+        assert parse_forwarded_allow_ips(value) == read
+
+    @pytest.mark.parametrize("value", ["proxy.internal", "10.0.0.1/8", "127.0.0.1,*", "300.1.1.1"])
+    def test_what_uvicorn_would_misread_is_refused(self, value: str) -> None:
+        """uvicorn takes an unreadable entry for a literal host name and trusts nothing (or
+        the wrong thing) silently: here it is an error naming the entry."""
+        with pytest.raises(SettingsError, match=r"SERVERMODE_FORWARDED_ALLOW_IPS: .* is not an IP"):
+            load_settings({"SERVERMODE_FORWARDED_ALLOW_IPS": value})
+        with pytest.raises(SettingsError, match=r"forwarded-allow-ips: .* is not an IP"):
+            load_settings({}, forwarded_allow_ips=value)

@@ -126,8 +126,11 @@ class TestAdmission:
 
 
 class TestInFlight:
-    def test_counted_until_the_last_body_chunk_is_sent(self) -> None:
-        """A streamed response counts as in flight until its final chunk has been sent."""
+    def test_counted_until_the_app_returns(self) -> None:
+        """A request counts until the app's call returns: work after the last chunk included.
+
+        (A Starlette ``BackgroundTask`` runs after the response's last chunk, inside the call.)
+        """
         counts: list[tuple[str, int]] = []
 
         async def scenario() -> None:
@@ -139,6 +142,7 @@ class TestInFlight:
                     await send({"type": "http.response.body", "body": part, "more_body": True})
                     counts.append(("streaming", controller.gate.in_flight()["profile"]))
                 await send({"type": "http.response.body", "body": b"c", "more_body": False})
+                await asyncio.sleep(0)  # background work after the response
                 counts.append(("after last chunk", controller.gate.in_flight()["profile"]))
 
             peer = Peer(REQUEST)
@@ -151,7 +155,7 @@ class TestInFlight:
         assert counts == [
             ("streaming", 1),
             ("streaming", 1),
-            ("after last chunk", 0),
+            ("after last chunk", 1),
             ("returned", 0),
         ]
 
@@ -269,16 +273,42 @@ class TestInFlight:
         assert run(scenario()) == 0
 
 
+WS_CONNECT = {"type": "websocket.connect"}
+DENIAL = {"websocket.http.response": {}}
+
+
+def server_side(peer: Peer) -> Peer:
+    """Make ``peer`` answer a server-side close as uvicorn does: a disconnect for the app."""
+
+    def on_send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            peer.queue.put_nowait({"type": "websocket.disconnect", "code": message["code"]})
+
+    peer.on_send.append(on_send)
+    return peer
+
+
+async def echo_socket(scope: Any, receive: Any, send: Any) -> None:
+    """Accept, then echo until disconnected."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message.get("text", "")})
+
+
 class TestWebSocket:
     def test_refused_websocket_is_closed_with_1013(self) -> None:
-        """A WebSocket the mode refuses is closed before acceptance with code 1013."""
+        """Without the denial-response extension, a refused handshake is closed with 1013."""
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             raise AssertionError("the app must not see a refused connection")
 
         async def scenario() -> Peer:
             controller = await started(ModeController(initial_mode="maintenance"))
-            peer = Peer({"type": "websocket.connect"})
+            peer = Peer(WS_CONNECT)
             await GateMiddleware(app, controller)(
                 ws_scope("/profiles/live"), peer.receive, peer.send
             )
@@ -286,6 +316,52 @@ class TestWebSocket:
 
         peer = run(scenario())
         assert peer.sent == [{"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": ""}]
+
+    def test_refused_websocket_gets_503_where_the_server_offers_a_response(self) -> None:
+        """With ``websocket.http.response``, the handshake is answered 503 and the error body."""
+
+        async def scenario() -> Peer:
+            controller = ModeController(initial_mode="maintenance", refusal_retry_after=42)
+            peer = Peer(WS_CONNECT)
+            await GateMiddleware(echo_socket, await started(controller))(
+                ws_scope("/profiles/live", extensions=DENIAL), peer.receive, peer.send
+            )
+            return peer
+
+        peer = run(scenario())
+        assert peer.types() == ["websocket.http.response.start", "websocket.http.response.body"]
+        start, body = peer.sent
+        assert start["status"] == 503
+        headers = {k.decode(): v.decode() for k, v in start["headers"]}
+        assert headers["retry-after"] == "42"
+        assert headers["content-type"] == "application/json"
+        assert json.loads(body["body"]) == {
+            "http_method": "GET",
+            "title": "service unavailable",
+            "description": "the operation is unavailable while the server is in maintenance "
+            "mode (profile request)",
+            "code": 5030,
+            "uri": "ws://testserver/profiles/live",
+        }
+
+    def test_a_websocket_path_with_a_hidden_dot_segment_is_refused_400(self) -> None:
+        """An encoded slash hiding a dot segment gets 400 at the handshake, never the app."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise AssertionError("the app must not see this path")
+
+        async def scenario() -> tuple[Peer, int]:
+            controller = await started(ModeController())
+            peer = Peer(WS_CONNECT)
+            scope = ws_scope("/profiles/x/../../a/1", extensions=DENIAL)
+            scope["raw_path"] = b"/profiles/x%2F..%2F..%2Fa/1"
+            await GateMiddleware(app, controller)(scope, peer.receive, peer.send)
+            return peer, controller.gate.total_in_flight
+
+        peer, in_flight = run(scenario())
+        assert peer.sent[0]["status"] == 400
+        assert json.loads(peer.sent[1]["body"])["code"] == 4020
+        assert in_flight == 0
 
     def test_admitted_websocket_counts_until_it_ends(self) -> None:
         """An open WebSocket is in flight; it is released when the app returns."""
@@ -300,13 +376,149 @@ class TestWebSocket:
                 during.append(controller.gate.in_flight()["profile"])
                 await send({"type": "websocket.close", "code": 1000})
 
-            peer = Peer({"type": "websocket.connect"})
+            peer = Peer(WS_CONNECT)
             await GateMiddleware(app, controller)(
                 ws_scope("/profiles/live"), peer.receive, peer.send
             )
             return during[0], controller.gate.in_flight()["profile"]
 
         assert run(scenario()) == (1, 0)
+
+
+class TestWebSocketDrain:
+    """A drain closes (1012) the open WebSockets whose category its target refuses."""
+
+    def test_a_socket_the_target_refuses_is_closed_and_counted(self) -> None:
+        """The profile socket is closed as the drain begins; the switch ends when its app does."""
+
+        async def scenario() -> tuple[Peer, Any, int]:
+            controller = await started(ModeController(drain_timeout=5))
+            gate = GateMiddleware(echo_socket, controller)
+            peer = server_side(Peer(WS_CONNECT))
+            socket = asyncio.create_task(gate(ws_scope("/profiles/1"), peer.receive, peer.send))
+            await asyncio.sleep(0.01)
+            record = await asyncio.wait_for(controller.set_mode("maintenance"), 1)
+            await socket
+            return peer, record, controller.gate.total_in_flight
+
+        peer, record, in_flight = run(scenario())
+        assert peer.sent == [
+            {"type": "websocket.accept"},
+            {"type": "websocket.close", "code": 1012, "reason": "switching to maintenance mode"},
+        ]
+        assert record.closed == {"profile": 1}
+        assert record.in_flight["profile"] == 1
+        assert str(record.outcome) == "completed"
+        assert in_flight == 0
+
+    def test_a_socket_the_target_admits_stays_open(self) -> None:
+        """A metadata-read socket (both modes admit it) is left open and keeps echoing."""
+
+        async def scenario() -> tuple[Peer, Any]:
+            controller = await started(ModeController(drain_timeout=0.1))
+            gate = GateMiddleware(echo_socket, controller)
+            peer = server_side(Peer(WS_CONNECT))
+            socket = asyncio.create_task(
+                gate(ws_scope("/metadata/profiles/live"), peer.receive, peer.send)
+            )
+            await asyncio.sleep(0.01)
+            record = await controller.set_mode("maintenance")
+            peer.queue.put_nowait({"type": "websocket.receive", "text": "still here"})
+            await asyncio.sleep(0.01)
+            peer.queue.put_nowait({"type": "websocket.disconnect", "code": 1000})
+            await socket
+            return peer, record
+
+        peer, record = run(scenario())
+        assert record.closed == {}
+        assert peer.sent == [
+            {"type": "websocket.accept"},
+            {"type": "websocket.send", "text": "still here"},
+        ]
+
+    def test_the_close_waits_for_a_send_under_way_and_stops_later_sends(self) -> None:
+        """A send in progress completes before the close; a send after it raises in the app."""
+        outcome: list[str] = []
+
+        async def scenario() -> tuple[Peer, Any, int]:
+            controller = await started(ModeController(drain_timeout=5))
+            sending = asyncio.Event()
+            unblock = asyncio.Event()
+
+            async def server_send(message: Message) -> None:
+                if message["type"] == "websocket.send" and message["text"] == "slow":
+                    sending.set()
+                    await unblock.wait()
+                peer.sent.append(message)
+
+            async def app(scope: Any, receive: Any, send: Any) -> None:
+                await receive()
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.send", "text": "slow"})
+                try:
+                    await send({"type": "websocket.send", "text": "after the close"})
+                except OSError as exc:
+                    outcome.append(type(exc).__name__)
+                    raise
+
+            peer = Peer(WS_CONNECT)
+            gate = GateMiddleware(app, controller)
+            socket = asyncio.create_task(gate(ws_scope("/profiles/1"), peer.receive, server_send))
+            await sending.wait()
+            switch = asyncio.create_task(controller.set_mode("maintenance"))
+            await asyncio.sleep(0.01)
+            unblock.set()
+            record = await asyncio.wait_for(switch, 1)
+            await socket  # the app's error was the gate's doing: not propagated
+            return peer, record, controller.gate.total_in_flight
+
+        peer, record, in_flight = run(scenario())
+        assert [m["type"] for m in peer.sent] == [
+            "websocket.accept",
+            "websocket.send",
+            "websocket.close",
+        ]
+        assert peer.sent[2]["code"] == 1012
+        assert outcome == ["ClosedForSwitch"]
+        assert record.closed == {"profile": 1}
+        assert in_flight == 0
+
+    def test_a_handshake_under_way_is_refused_503(self) -> None:
+        """A socket admitted but not yet accepted when the drain begins gets 503, not an accept."""
+
+        async def scenario() -> tuple[Peer, Any]:
+            controller = await started(ModeController(drain_timeout=5))
+            deciding = asyncio.Event()
+            decided = asyncio.Event()
+
+            async def app(scope: Any, receive: Any, send: Any) -> None:
+                await receive()
+                deciding.set()
+                await decided.wait()  # e.g. checking credentials
+                await send({"type": "websocket.accept"})
+                await receive()
+
+            peer = Peer(WS_CONNECT)
+            gate = GateMiddleware(app, controller)
+            scope = ws_scope("/profiles/1", extensions=DENIAL)
+            socket = asyncio.create_task(gate(scope, peer.receive, peer.send))
+            await deciding.wait()
+            switch = asyncio.create_task(controller.set_mode("maintenance"))
+            await asyncio.sleep(0.01)
+            decided.set()
+            await asyncio.sleep(0.01)
+            peer.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
+            await socket
+            return peer, await asyncio.wait_for(switch, 1)
+
+        peer, record = run(scenario())
+        assert peer.types() == ["websocket.http.response.start", "websocket.http.response.body"]
+        assert peer.sent[0]["status"] == 503
+        assert (
+            "switching from production to maintenance"
+            in json.loads(peer.sent[1]["body"])["description"]
+        )
+        assert record.closed == {"profile": 1}
 
 
 class FlakyStore(InMemoryStore):

@@ -159,6 +159,7 @@ class TestRoundTrip:
         store = SQLiteStore(db_path)
         store.save(STEADY)
         store.save(PersistedState(State.MAINTENANCE, T0 + timedelta(minutes=1)))
+        store.close()
         assert SQLiteStore(db_path).load() == PersistedState(
             State.MAINTENANCE, T0 + timedelta(minutes=1)
         )
@@ -305,6 +306,52 @@ class TestRefusedFiles:
         tables = raw(db_path).execute("SELECT name FROM sqlite_schema").fetchall()
         assert tables == [("invoices",)]
 
+    @pytest.mark.parametrize("application_id", [0, 0x12345678])
+    def test_another_applications_database_is_not_changed_at_all(
+        self, db_path: Path, application_id: int
+    ) -> None:
+        """Refused before anything is written: same bytes (still a rollback journal, not WAL),
+        and no -wal, -shm or lock file beside it."""
+        db_path.parent.mkdir()
+        other = raw(db_path)
+        other.execute(f"PRAGMA application_id = {application_id}")
+        other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        other.execute("INSERT INTO invoices (total) VALUES (12.5)")
+        other.close()
+        before = db_path.read_bytes()
+        with pytest.raises(StoreError, match="another application"):
+            SQLiteStore(db_path)
+        assert db_path.read_bytes() == before
+        assert before[18:20] == b"\x01\x01"  # the header's journal: rollback, not WAL (2)
+        assert sorted(p.name for p in db_path.parent.iterdir()) == [db_path.name]
+
+    def test_a_newer_schema_is_not_changed_at_all(self, db_path: Path) -> None:
+        """A servermode file of a newer version is refused without a write."""
+        SQLiteStore(db_path).close()
+        raw(db_path).execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        before = db_path.read_bytes()
+        with pytest.raises(StoreError, match="newer than version"):
+            SQLiteStore(db_path)
+        assert db_path.read_bytes() == before
+
+    def test_a_truncated_database(self, db_path: Path, make_record: MakeRecord) -> None:
+        """A store cut short (a partial copy) is refused as corrupt and left as it is."""
+        fill(db_path, make_record, records=30)
+        os.truncate(db_path, db_path.stat().st_size // 2)
+        before = db_path.read_bytes()
+        with pytest.raises(StoreError, match="corrupt"):
+            SQLiteStore(db_path)
+        assert db_path.read_bytes() == before
+
+    @pytest.mark.parametrize("kind", ["device", "pipe"])
+    def test_a_path_that_is_not_a_regular_file(self, tmp_path: Path, kind: str) -> None:
+        """A device or a named pipe is refused before SQLite opens it (no I/O error, no hang)."""
+        path = Path(os.devnull) if kind == "device" else tmp_path / "pipe.db"
+        if kind == "pipe":
+            os.mkfifo(path)
+        with pytest.raises(StoreError, match="is not a regular file"):
+            SQLiteStore(path)
+
     # Tests run as root in CI, where permission bits stop nothing: the unwritable places below
     # fail for root as well (a folder that is a file, a file that is a folder, a -wal file that
     # cannot be created). The permission-bit cases run when the tests do not run as root.
@@ -350,3 +397,52 @@ class TestRefusedFiles:
                 SQLiteStore(db_path)
         finally:
             target.chmod(0o755 if protect == "folder" else 0o644)
+
+
+class TestOneOwner:
+    """The store that opened a file owns it until closed (processes: test_sqlite_processes)."""
+
+    def test_a_second_store_on_the_file_is_refused_until_the_first_is_closed(
+        self, db_path: Path
+    ) -> None:
+        first = SQLiteStore(db_path)
+        first.save(STEADY)
+        with pytest.raises(StoreError) as error:
+            SQLiteStore(db_path)
+        assert str(error.value).startswith(f"the mode database {db_path} is locked")
+        assert "this process already has it open" in str(error.value)
+        assert first.load() == STEADY  # the owner is unaffected
+        first.close()
+        second = SQLiteStore(db_path)
+        assert second.load() == STEADY
+        second.close()
+
+    def test_the_lock_file_names_the_owner_and_stays(self, db_path: Path) -> None:
+        """<file>.lock holds the owner's process id; it is left in place on close."""
+        store = SQLiteStore(db_path)
+        lock = Path(f"{db_path}.lock")
+        assert lock.read_text() == f"{os.getpid()}\n"
+        store.close()
+        store.close()  # a second close does nothing
+        assert lock.exists()
+
+    def test_a_link_to_the_file_shares_its_lock(self, db_path: Path, tmp_path: Path) -> None:
+        """Two names of one database (a symbolic link) are one owner's, not two."""
+        first = SQLiteStore(db_path)
+        link = tmp_path / "link.db"
+        link.symlink_to(db_path)
+        try:
+            with pytest.raises(StoreError, match="is locked"):
+                SQLiteStore(link)
+        finally:
+            first.close()
+        SQLiteStore(link).close()
+
+    def test_a_refused_open_releases_the_lock(self, db_path: Path) -> None:
+        """A file refused at open is not left locked: once fixed, it opens."""
+        db_path.parent.mkdir()
+        db_path.write_bytes(b"not a database" * 100)
+        with pytest.raises(StoreError):
+            SQLiteStore(db_path)
+        db_path.unlink()
+        SQLiteStore(db_path).close()
