@@ -22,6 +22,7 @@ __all__ = [
     "Barrier",
     "End",
     "barrier",
+    "cancellation",
     "completion",
     "draining_to",
     "switch_state",
@@ -161,5 +162,42 @@ def completion(
         instances=dict(sorted(instances.items())),
         expired=tuple(sorted(where.expired)),
         stragglers={i: dict(r.stragglers) for i, r in where.reported.items() if r.stragglers},
+    )
+    return steady, record
+
+
+def cancellation(
+    fleet: FleetState,
+    *,
+    now: float,
+    cancelled_by: str,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> tuple[FleetState, FleetRecord]:
+    """The steady state that abandons ``fleet``'s switch (back to the mode it was leaving)."""
+    if not fleet.is_draining:
+        raise ValueError(f"epoch {fleet.epoch} is not a drain: {fleet.state}")
+    steady = FleetState(
+        epoch=fleet.epoch + 1,
+        state=fleet.mode.state,
+        since=now,
+        outcome=FleetOutcome.CANCELLED,
+        policy=fleet.policy,
+        actor=actor or fleet.actor,
+        reason=reason,
+        starter=fleet.starter,
+    )
+    record = FleetRecord(
+        epoch=fleet.epoch,
+        from_state=fleet.mode.state,
+        to_state=steady.state,
+        outcome=FleetOutcome.CANCELLED,
+        at=now,
+        target=fleet.target,
+        started=fleet.started,
+        actor=steady.actor,
+        reason=reason,
+        starter=fleet.starter,
+        completed_by=cancelled_by,
     )
     return steady, record

@@ -123,8 +123,10 @@ class FleetController(ModeController):
     async def cancel(
         self, *, actor: str | None = None, reason: str | None = None
     ) -> TransitionRecord | None:
-        """A fleet switch cannot be cancelled from one instance: it completes at its barrier."""
-        return None
+        """Cancel the fleet's switch under way (see :meth:`FleetMember.cancel`)."""
+        if not self._joined:
+            return None
+        return await self.fleet.cancel(actor=actor, reason=reason)
 
     def status(self) -> ModeStatus:
         base = super().status()

@@ -57,6 +57,10 @@ def render_barrier() -> str:
             edges[(outcome, end)].append(reason)
     for (outcome, end), reasons in edges.items():
         lines.append(f"  completion --> {end.value}: {outcome} ({'; '.join(reasons)})")
+    lines.append(
+        f"  draining --> source: {FleetOutcome.CANCELLED} (an operator, on any instance, "
+        "compare-and-set E+1 to E+2)"
+    )
     lines += [
         "  target --> steady: every instance settles, the next switch may start",
         "  source --> steady: every instance settles, the next switch may start",

@@ -32,11 +32,11 @@ from typing import Any
 
 import structlog
 
-from ..errors import ModeChangeRolledBack, SwitchInProgress
+from ..errors import ModeChangeCancelled, ModeChangeRolledBack, SwitchInProgress
 from ..machine import TimeoutPolicy, Trigger
 from ..modes import Mode, State, parse_mode
 from ..records import Outcome, TransitionRecord, utc_now
-from .barrier import barrier, completion, switch_state
+from .barrier import barrier, cancellation, completion, switch_state
 from .engine import FleetEngine, FleetEngineUnavailable, Wake
 from .node import LocalDrain, LocalNode
 from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, Heartbeat, ReportOutcome
@@ -50,6 +50,7 @@ _LOCAL_OUTCOME = {
     FleetOutcome.COMPLETED: (Outcome.COMPLETED, Trigger.DRAINED),
     FleetOutcome.FORCED: (Outcome.FORCED, Trigger.DRAIN_TIMED_OUT),
     FleetOutcome.ROLLED_BACK: (Outcome.ROLLED_BACK, Trigger.DRAIN_TIMED_OUT),
+    FleetOutcome.CANCELLED: (Outcome.CANCELLED, Trigger.CANCEL),
 }
 
 
@@ -553,6 +554,11 @@ class FleetMember:
                 f"deadline: {self.lost or 'the barrier did not complete'}; it completes when "
                 f"the engine answers again"
             ) from None
+        if record.outcome is Outcome.CANCELLED:
+            raise ModeChangeCancelled(
+                record,
+                f"the fleet switch was cancelled; the fleet stays in {record.to_state.mode} mode",
+            )
         if record.outcome is Outcome.ROLLED_BACK:
             raise ModeChangeRolledBack(
                 record,
@@ -560,6 +566,46 @@ class FleetMember:
                 f"in flight; the fleet stays in {record.to_state.mode} mode",
             )
         return record
+
+    async def cancel(
+        self, *, actor: str | None = None, reason: str | None = None
+    ) -> TransitionRecord | None:
+        """Abandon the fleet's switch under way: every instance returns to the mode it was
+        leaving. Returns this instance's record of how the switch ended (cancelled, or what
+        ended it first), or None when the fleet is not switching.
+
+        Raises FleetEngineUnavailable when the engine cannot be reached.
+        """
+        async with self._lock:
+            try:
+                fleet = await self.engine.load()
+                if fleet is None:
+                    fleet = await self._reseed()
+                self._reached()
+                await self._follow(fleet)
+                following = self._following
+                if not fleet.is_draining or following is None:
+                    return None
+                waiter: asyncio.Future[TransitionRecord] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                following.waiters.append(waiter)
+                steady, record = cancellation(
+                    fleet, now=self.clock(), cancelled_by=self.instance, actor=actor, reason=reason
+                )
+                if await self.engine.compare_and_set(fleet.epoch, steady, record):
+                    _log.info("fleet_switch_cancelled", instance=self.instance, epoch=fleet.epoch)
+                    await self._follow(steady)
+                else:  # it ended first (completed, or cancelled elsewhere): follow that
+                    current = await self.engine.load()
+                    if current is not None:
+                        await self._follow(current)
+            except FleetEngineUnavailable as exc:
+                self._lose(exc.reason)
+                raise
+        if not waiter.done():  # the end is not read yet: it will be at the next round
+            self._wake.set()
+        return await waiter
 
     def _draining_state(self, fleet: FleetState | None) -> State:
         if fleet is not None and fleet.is_draining:

@@ -31,6 +31,7 @@ class FleetOutcome(StrEnum):
     COMPLETED = "completed"  # every live instance drained in time
     FORCED = "forced"  # the deadline passed; the policy switched anyway
     ROLLED_BACK = "rolled_back"  # the deadline passed; the policy returned to the old mode
+    CANCELLED = "cancelled"  # an operator abandoned the switch; the old mode stays
     RESEEDED = "reseeded"  # the engine came back empty; an instance wrote back what it knew
 
 

@@ -245,3 +245,20 @@ def test_load_through_every_instance_while_the_fleet_flips() -> None:
         records = [r for r in fleet_records(fleet["A"]) if r["outcome"] != "initialized"]
         assert len(records) == switched == 6
         assert len({r["epoch"] for r in records}) == len(records)
+
+
+def test_a_cancel_on_another_instance_ends_the_fleet_switch() -> None:
+    with fleet_of("A", "B", SERVERMODE_DRAIN_TIMEOUT="20") as (_, fleet):
+        a, b = fleet["A"], fleet["B"]
+        Background(lambda: b.get(f"{PROFILE}?delay=30"))  # would hold the barrier 20 s
+        until(lambda: b.status()["in_flight"].get("profile") == 1)
+        switch = Background(lambda: a.switch("maintenance"))
+        until(lambda: state_of(b) == "draining_to_maintenance")
+        cancelled = b.post("/server/cancel", json={"reason": "wrong day"})
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["outcome"] == "cancelled"
+        answer = switch.join()
+        assert answer.status_code == 503 and answer.json()["code"] == 5032
+        assert {state_of(i) for i in fleet.values()} == {"production"}
+        (record, *_) = fleet_records(a)
+        assert (record["outcome"], record["completed_by"]) == ("cancelled", "B")

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import pytest
 from servermode.core import (
+    ModeChangeCancelled,
     ModeChangeRolledBack,
     Outcome,
     Refused,
@@ -436,5 +437,36 @@ class TestWakeUps:
             state = await engine.load()
             assert state is not None and state.state is M
             assert mode_of(survivors) == {M}
+
+        run(scenario)
+
+
+class TestCancel:
+    def test_any_instance_cancels_the_fleet_switch_and_every_instance_stays(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("ABC", engine, clock)
+            assert await fl["B"].member.cancel() is None  # nothing to cancel
+            fl["B"].gate.admit("profile")  # holds the barrier
+            switch = asyncio.create_task(fl["A"].member.switch("maintenance"))
+            await settle_tasks()
+            await rounds(fl.values())
+            cancelling = asyncio.create_task(fl["C"].member.cancel(actor="ops", reason="oops"))
+            await settle_tasks()
+            await rounds(fl.values())
+            await settle_tasks()
+            record = await cancelling
+            assert record.outcome is Outcome.CANCELLED and record.to_state is P
+            with pytest.raises(ModeChangeCancelled):
+                await switch
+            assert mode_of(fl.values()) == {P}
+            (last, *_) = await engine.records()
+            assert (last.outcome, last.completed_by, last.reason) == (
+                FleetOutcome.CANCELLED,
+                "C",
+                "oops",
+            )
+            fl["A"].gate.admit("profile").release()  # production again, everywhere
 
         run(scenario)
