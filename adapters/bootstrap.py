@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,7 +24,7 @@ from servermode.core.fleet import FleetController
 from starlette.types import ASGIApp
 from uvicorn.importer import ImportFromStringError, import_from_string
 
-from .cli.settings import Settings, SettingsError
+from .cli.settings import Settings, SettingsError, load_settings
 from .http.admin import admin_app
 from .http.auth import TokenAuth
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
@@ -34,7 +34,7 @@ from .http.feed import AuditFeed
 from .http.middleware import GateMiddleware
 from .http.monitoring import Monitor, monitor_for
 from .http.stats import RequestStats
-from .store.factory import open_store
+from .store.factory import MEMORY, open_store
 from .store.redis import RedisFleetEngine
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "default_instance_id",
     "load_app",
     "load_rules",
+    "worker_app",
 ]
 
 
@@ -120,6 +121,21 @@ def build_service(
     return Service(
         app=gated, controller=controller, stats=stats, monitor=monitor, instance=instance
     )
+
+
+def worker_app() -> ASGIApp:
+    """The service of one worker process of ``serve --workers N --fleet ...`` (a factory).
+
+    Each worker is an instance of the fleet, named ``<instance id or host>:<pid>``. Its
+    local history is in memory (several processes cannot share one state file): the fleet's
+    records in Redis are the lasting ones.
+    """
+    from .cli.logging import configure_logging
+
+    settings = load_settings(os.environ)
+    configure_logging(settings.log_level, settings.log_format)
+    name = f"{settings.instance_id or socket.gethostname()}:{os.getpid()}"
+    return build_service(replace(settings, state=MEMORY, instance_id=name)).app
 
 
 def default_instance_id() -> str:

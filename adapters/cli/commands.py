@@ -31,6 +31,7 @@ from .settings import (
     load_settings,
     parse_forwarded_allow_ips,
     read_token_file,
+    settings_environment,
 )
 
 __all__ = ["main"]
@@ -175,8 +176,8 @@ def main() -> None:
 @click.option(
     "--workers",
     type=_number("workers"),
-    help=f"Worker processes: only 1 for now, since the gate lives in the process "
-    f"[{DEFAULTS.workers}] {_env('workers')}.",
+    help=f"Worker processes: 1 without --fleet (the gate lives in the process); with "
+    f"--fleet each worker is an instance of the fleet [{DEFAULTS.workers}] {_env('workers')}.",
 )
 @click.option("--log-level", help=f"[{DEFAULTS.log_level}] {_env('log_level')}.")
 @click.option(
@@ -204,6 +205,9 @@ def serve(
         )
         check_exposure(settings)
         configure_logging(settings.log_level, settings.log_format)
+        if settings.workers > 1:  # with --fleet only (settings refuse it otherwise)
+            _serve_workers(settings)
+            return
         # Opens the state file and takes its lock: a second process on it stops here.
         service = build_service(settings)
     except (SettingsError, StoreError) as exc:
@@ -241,6 +245,39 @@ def serve(
         # A stop (SIGTERM, Ctrl-C) gives running requests as long as a drain would, plus a
         # moment to answer a switch that drained, then cancels them: a hung request must not
         # keep the process alive forever (uvicorn waits without a bound by default).
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + GRACE_MARGIN,
+    )
+
+
+def _serve_workers(settings: Settings) -> None:
+    """``--workers N --fleet``: N uvicorn worker processes, each an instance of the fleet.
+
+    The workers rebuild the service from the environment (``bootstrap.worker_app``), so the
+    settings go there first, tokens included (the environment is the tokens' channel anyway).
+    """
+    import structlog
+    import uvicorn
+
+    os.environ.update(settings_environment(settings))
+    structlog.get_logger("servermode").info(
+        "servermode_serving",
+        url=f"http://{settings.host}:{settings.port}",
+        workers=settings.workers,
+        fleet_prefix=settings.fleet_prefix,
+    )
+    uvicorn.run(
+        "servermode.adapters.bootstrap:worker_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        ws="wsproto",
+        server_header=False,
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + GRACE_MARGIN,
     )
 

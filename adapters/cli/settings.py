@@ -40,6 +40,7 @@ __all__ = [
     "load_settings",
     "parse_forwarded_allow_ips",
     "read_token_file",
+    "settings_environment",
 ]
 
 ENV_PREFIX = "SERVERMODE_"
@@ -239,7 +240,11 @@ def _validated(settings: Settings) -> Settings:
         problem = number.problem(getattr(settings, name))
         if problem is not None:
             problems.append(problem)
-    if settings.workers != 1 and NUMBERS["workers"].problem(settings.workers) is None:
+    if (
+        settings.workers != 1
+        and settings.fleet is None
+        and NUMBERS["workers"].problem(settings.workers) is None
+    ):
         problems.append(workers_refusal(settings.workers))
     if settings.forwarded_allow_ips is not None:
         try:
@@ -293,9 +298,26 @@ def workers_refusal(workers: object) -> str:
     """Why ``workers`` worker processes are refused."""
     return (
         f"workers must be 1, not {workers}: each worker process would keep its own gate and "
-        "admit, drain and switch on its own over one state file; one process serves a state "
-        f"file until several processes can share one mode ({FLEET_ISSUE})"
+        "admit, drain and switch on its own over one state file; in fleet mode "
+        "(--fleet redis://HOST:PORT/DB) the workers share one mode, each an instance"
     )
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """``SERVERMODE_*`` variables that :func:`load_settings` reads back as ``settings``.
+
+    For worker processes, which rebuild the service from their environment.
+    """
+    defaults = Settings()
+    environment = {}
+    for spec in fields(Settings):
+        value = getattr(settings, spec.name)
+        if value is None or value == getattr(defaults, spec.name):
+            continue
+        environment[env_name(spec.name)] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    return environment
 
 
 def is_loopback(host: str) -> bool:

@@ -262,3 +262,23 @@ def test_a_cancel_on_another_instance_ends_the_fleet_switch() -> None:
         assert {state_of(i) for i in fleet.values()} == {"production"}
         (record, *_) = fleet_records(a)
         assert (record["outcome"], record["completed_by"]) == ("cancelled", "B")
+
+
+def test_serve_with_four_workers_a_switch_reaches_every_worker() -> None:
+    with fleet_of("W", SERVERMODE_WORKERS="4") as (_, fleet):
+        w = fleet["W"]
+
+        def workers() -> list[dict[str, Any]]:
+            instances: list[dict[str, Any]] = w.fleet()["fleet"]["instances"]
+            return instances
+
+        until(lambda: len(workers()) == 4, what="four workers in the fleet", timeout=15)
+        assert all(i["instance"].startswith("W:") for i in workers())
+        assert w.switch("maintenance").status_code == 200
+        until(lambda: {i["state"] for i in workers()} == {"maintenance"}, timeout=5)
+        (record, *_) = fleet_records(w)
+        assert record["outcome"] == "completed" and len(record["instances"]) == 4
+        # New connections land on any worker: every one refuses a profile request.
+        for _ in range(12):
+            with httpx2.Client(timeout=5) as client:
+                assert client.get(f"{w.url}{PROFILE}?delay=0").status_code == 503
