@@ -330,10 +330,45 @@ def status(url: str, token_file: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
+    fleet = document.pop("fleet", None)
     for key, value in document.items():
         if isinstance(value, dict):
             value = " ".join(f"{k}={v}" for k, v in value.items()) or "-"
         click.echo(f"{key:<20} {'-' if value is None else value}")
+    if isinstance(fleet, dict):
+        click.echo("")
+        click.echo(format_fleet(fleet))
+
+
+def format_fleet(fleet: Mapping[str, Any]) -> str:
+    """The fleet view of a status document: a line about the fleet, then one per instance."""
+    lines = [
+        f"fleet: epoch {fleet.get('epoch')}, {fleet.get('state')}, Redis {fleet.get('engine')}"
+        + (f" ({fleet['engine_error']})" if fleet.get("engine_error") else "")
+        + (
+            f"; not drained: {', '.join(fleet['not_drained']) or '-'}"
+            if "not_drained" in fleet
+            else ""
+        )
+    ]
+    rows = [["INSTANCE", "EPOCH", "STATE", "IN FLIGHT", "SEEN"]]
+    for instance in fleet.get("instances", []):
+        busy = " ".join(f"{k}={v}" for k, v in instance.get("in_flight", {}).items() if v)
+        mark = " *" if instance.get("instance") == fleet.get("instance") else ""
+        rows.append(
+            [
+                f"{instance.get('instance')}{mark}",
+                str(instance.get("epoch")),
+                str(instance.get("state")),
+                busy or "-",
+                str(instance.get("seen") or "-"),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)
 
 
 @main.command(name="set")

@@ -11,6 +11,7 @@ import httpx2
 from tests.adapters.helpers import assert_documented
 
 from .fleet import Background, Instance, add_instance, fleet_of, until
+from .servers import cli
 
 PROFILE = "/profiles/1"
 SCHEMA_WRITE = "/metadata/profiles/extensions"
@@ -59,6 +60,11 @@ def test_three_instances_drain_as_one() -> None:
         assert_documented(c.get("/server/fleet"), "/server/fleet", "GET")
         assert_documented(c.get("/server/health/ready"), "/server/health/ready", "GET")
         assert [i["instance"] for i in c.fleet()["fleet"]["instances"]] == ["A", "B", "C"]
+        shown = cli("status", env={"SERVERMODE_URL": c.url})
+        assert shown.returncode == 0, shown.stderr
+        assert "fleet: epoch 3, maintenance, Redis connected" in shown.stdout
+        for name in ("A", "B", "C *"):
+            assert f"\n{name} " in shown.stdout
         local = b.get("/server/transitions").json()["transitions"][0]
         assert (local["outcome"], local["to_state"]) == ("completed", "maintenance")
 
