@@ -1,9 +1,10 @@
 """The composition root: settings in, a controller and the gated ASGI application out.
 
-GateMiddleware(controller, rules)           classify, admit, count; starts the controller
-  └─ AdminDispatch                          servermode's paths -> admin app, the rest -> the app
-       ├─ admin_app(controller, auth)       /server/mode, /server/status, ... (Starlette)
-       └─ the app: --app module:attr, or the built-in demo
+ReportStart                                   logs the mode in force once started
+  └─ GateMiddleware(controller, rules)        classify, admit, count; starts the controller
+       └─ AdminDispatch                       servermode's paths -> admin app, the rest -> app
+            ├─ admin_app(controller, auth)    /server/mode, /server/status, ... (Starlette)
+            └─ the app: --app module:attr, or the built-in demo
 
 servermode's paths are one table (:mod:`.http.routes`), read by both the classification (in
 the rules) and the dispatch, so a request is served by servermode exactly when it is
@@ -15,16 +16,17 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from servermode.core import CONTEXT_SERVICES, AuditLog, ModeController
+from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, AuditLog, ModeController
 from servermode.core.fleet import FleetController
 from starlette.types import ASGIApp
 from uvicorn.importer import ImportFromStringError, import_from_string
 
-from .cli.settings import Settings, SettingsError, load_settings
+from .cli.settings import Settings, SettingsError
 from .http.admin import admin_app
 from .http.auth import TokenAuth
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
@@ -34,6 +36,7 @@ from .http.feed import AuditFeed
 from .http.middleware import GateMiddleware
 from .http.monitoring import Monitor, monitor_for
 from .http.stats import RequestStats
+from .startup import ReportStart
 from .store.factory import MEMORY, open_store
 from .store.redis import RedisFleetEngine
 
@@ -63,8 +66,18 @@ class Service:
     instance: str | None = None  # the instance's name in its fleet, None without a fleet
 
 
-def load_app(spec: str) -> ASGIApp:
-    """The ASGI application named ``module:attr`` (as uvicorn names apps)."""
+def load_app(spec: str, app_dir: str = ".") -> ASGIApp:
+    """The ASGI application named ``module:attr``, looked for in ``app_dir`` first.
+
+    As uvicorn does (its ``--app-dir``, default the current folder): a console script's
+    ``sys.path`` starts with the folder of the script, not the one it was started in, so a
+    module beside the operator would otherwise not be found.
+    """
+    folder = Path(app_dir).resolve()
+    if not folder.is_dir():
+        raise SettingsError(f"--app-dir {app_dir}: no such folder")
+    if str(folder) not in sys.path[:1]:
+        sys.path.insert(0, str(folder))
     try:
         app = import_from_string(spec)
     except ImportFromStringError as exc:
@@ -86,26 +99,32 @@ def load_rules(path: str) -> RouteRules:
 
 
 def build_service(
-    settings: Settings, app: ASGIApp | None = None, rules: RouteRules | None = None
+    settings: Settings,
+    app: ASGIApp | None = None,
+    rules: RouteRules | None = None,
+    policy: AdmissionPolicy | None = None,
 ) -> Service:
     """Wire the service that ``settings`` describe.
 
-    ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules``.
+    ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules`` (else
+    the Context Services rules); ``policy`` is the admission policy (else Context Services).
     """
     if rules is None:
         rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
+    if policy is None:
+        policy = CONTEXT_SERVICES
     try:
-        rules.check(CONTEXT_SERVICES)
+        rules.check(policy)
         auth = TokenAuth(settings.admin_token, settings.read_token)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     feed = AuditFeed()  # the audit log, also feeding the metrics and the event streams
-    controller = build_controller(settings, feed)
+    controller = build_controller(settings, policy, feed)
     monitor = monitor_for(controller, feed)
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.
         app = (
-            load_app(settings.app)
+            load_app(settings.app, settings.app_dir)
             if settings.app
             else demo_app(settings.demo_delay, observe=lambda: controller.state)
         )
@@ -119,7 +138,11 @@ def build_service(
     gated = GateMiddleware(AdminDispatch(admin, app), controller, rules, stats)
     instance = controller.instance if isinstance(controller, FleetController) else None
     return Service(
-        app=gated, controller=controller, stats=stats, monitor=monitor, instance=instance
+        app=ReportStart(gated, controller, settings.state),
+        controller=controller,
+        stats=stats,
+        monitor=monitor,
+        instance=instance,
     )
 
 
@@ -131,11 +154,14 @@ def worker_app() -> ASGIApp:
     records in Redis are the lasting ones.
     """
     from .cli.logging import configure_logging
+    from .cli.options import resolve_serve
 
-    settings = load_settings(os.environ)
+    resolved = resolve_serve((), os.environ)
+    settings = resolved.settings
     configure_logging(settings.log_level, settings.log_format)
     name = f"{settings.instance_id or socket.gethostname()}:{os.getpid()}"
-    return build_service(replace(settings, state=MEMORY, instance_id=name)).app
+    worker = replace(settings, state=MEMORY, instance_id=name)
+    return build_service(worker, rules=resolved.rules(), policy=resolved.policy).app
 
 
 def default_instance_id() -> str:
@@ -143,10 +169,12 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def build_controller(settings: Settings, audit: AuditLog | None = None) -> ModeController:
+def build_controller(
+    settings: Settings, policy: AdmissionPolicy = CONTEXT_SERVICES, audit: AuditLog | None = None
+) -> ModeController:
     """One process's controller, or (with ``--fleet``) an instance of a fleet on Redis."""
     options: dict[str, Any] = {
-        "policy": CONTEXT_SERVICES,
+        "policy": policy,
         "initial_mode": settings.initial_mode,
         "drain_timeout": settings.drain_timeout,
         "timeout_policy": settings.timeout_policy,

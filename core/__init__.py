@@ -24,7 +24,7 @@ from .errors import (
 from .gate import Gate, Ticket
 from .machine import TRANSITIONS, ModeMachine, TimeoutPolicy, Transition, Trigger
 from .modes import Mode, State, parse_mode
-from .policy import CONTEXT_SERVICES, AdmissionPolicy, CategoryRule
+from .policy import CONTEXT_SERVICES, SERVERMODE_CATEGORIES, AdmissionPolicy, CategoryRule
 from .records import Outcome, PersistedState, TransitionRecord
 from .store import InMemoryStore, Store
 
@@ -33,6 +33,7 @@ __all__ = [
     "AUDIT_LOGGER",
     "CONTEXT_SERVICES",
     "MAX_DRAIN_TIMEOUT",
+    "SERVERMODE_CATEGORIES",
     "TRANSITIONS",
     "AdmissionPolicy",
     "AuditLog",

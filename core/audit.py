@@ -1,11 +1,14 @@
-"""The audit trail: one structlog event per transition attempt, on logger ``servermode.audit``."""
+"""The audit trail: one structlog event per transition attempt, on logger ``servermode.audit``.
+
+The logger is a standard-library one (:mod:`.logs`): silent until the application configures
+logging. Give :class:`AuditLog` a logger of your own to send the events elsewhere.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
+from .logs import get_logger
 from .records import TransitionRecord
 
 __all__ = ["AUDIT_EVENT", "AUDIT_LOGGER", "AuditLog"]
@@ -18,7 +21,7 @@ class AuditLog:
     """Writes transition records as structured events; the record's fields are the event's."""
 
     def __init__(self, logger: Any = None) -> None:
-        self._log = logger if logger is not None else structlog.get_logger(AUDIT_LOGGER)
+        self._log = logger if logger is not None else get_logger(AUDIT_LOGGER)
 
     def emit(self, record: TransitionRecord, **extra: Any) -> None:
         fields = record.to_dict()

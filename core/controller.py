@@ -21,8 +21,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-import structlog
-
 from .audit import AuditLog
 from .errors import (
     ModeChangeCancelled,
@@ -33,6 +31,7 @@ from .errors import (
     SwitchInProgress,
 )
 from .gate import Gate, Ticket
+from .logs import get_logger
 from .machine import DrainRoute, ModeMachine, TimeoutPolicy, Transition, Trigger, drain_to, step
 from .modes import Mode, State, parse_mode
 from .policy import CONTEXT_SERVICES, AdmissionPolicy
@@ -51,7 +50,7 @@ MAX_DRAIN_TIMEOUT: Final = 7 * 24 * 3600.0
 #: state refuses); returns the long-lived connections it closed, per category, or None.
 DrainListener = Callable[[State], Mapping[str, int] | None]
 
-_log = structlog.get_logger("servermode")
+_log = get_logger("servermode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,11 +229,21 @@ class ModeController:
             state = self.initial_mode.state
             record = self._record(state, state, None, self.initial_mode, Outcome.INITIALIZED, now)
         elif persisted.state.is_draining:
-            # No request survived the crash, so there is nothing left to drain: complete it.
+            # No request survived the crash, so there is nothing left to drain: complete it,
+            # in the name of whoever asked for it.
             recover = self._step(persisted.state, Trigger.RECOVER)
             state = recover.dest
+            asked = _Context(
+                persisted.actor, persisted.client, persisted.request_id, persisted.reason
+            )
             record = self._record(
-                persisted.state, state, recover.trigger, state.mode, _outcome(recover), now
+                persisted.state,
+                state,
+                recover.trigger,
+                state.mode,
+                _outcome(recover),
+                now,
+                **asked.fields(),
             )
         else:
             state = persisted.state
@@ -357,7 +366,13 @@ class ModeController:
 
     async def _run(self, drain: _Drain) -> TransitionRecord:
         route = drain.route
-        intent = PersistedState(route.state, drain.started_at, drain.started_at, drain.deadline_at)
+        intent = PersistedState(
+            route.state,
+            drain.started_at,
+            drain.started_at,
+            drain.deadline_at,
+            **drain.context.fields(),
+        )
         await self._save_to_the_end(intent)
         self._begin(drain)
         trigger = await self._wait(drain)

@@ -6,14 +6,17 @@ the transition table: the counted requests whose category the drain's target ref
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 from .errors import UnknownCategory
 from .machine import DRAINS
 from .modes import State
 
-__all__ = ["CONTEXT_SERVICES", "AdmissionPolicy", "CategoryRule"]
+__all__ = ["CONTEXT_SERVICES", "SERVERMODE_CATEGORIES", "AdmissionPolicy", "CategoryRule"]
 
 ALWAYS: frozenset[State] = frozenset(State)
 
@@ -96,6 +99,38 @@ class AdmissionPolicy:
             }
         )
 
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> AdmissionPolicy:
+        """Build a policy from the ``categories`` of a config mapping (``servermode.toml``)::
+
+            {"categories": {"orders": {"admitted_in": ["production"]},
+                            "reports": {"admitted_in": ["production", "maintenance"]},
+                            "audit": {"admitted_in": ["production"], "counted": False}}}
+
+        ``admitted_in`` lists the states that admit the category (the two modes, and the
+        draining states if it may start while a switch is under way); ``counted`` (default
+        true) says whether its requests are counted, and so drained. Other keys of
+        ``mapping`` are left to their readers (the route rules, the settings).
+
+        servermode's own categories (:data:`SERVERMODE_CATEGORIES`) are added: a mapping may
+        not declare them. Any mistake is a ValueError whose message starts with the key
+        (``categories.orders.admitted_in: expected ...``).
+        """
+        categories = mapping.get("categories")
+        if not isinstance(categories, Mapping) or not categories:
+            raise ValueError(
+                "categories: expected a table of categories, each with admitted_in, "
+                f"not {_shown(categories)}"
+            )
+        rules: dict[str, CategoryRule] = {}
+        for name, spec in categories.items():
+            rules[name] = _category_rule(name, spec)
+            try:  # the rules a policy sets each category (the drain rule), named by key
+                cls({name: rules[name]})
+            except ValueError as exc:
+                raise ValueError(f"categories.{name}: {exc}") from None
+        return cls({**rules, **SERVERMODE_CATEGORIES})
+
     @property
     def categories(self) -> tuple[str, ...]:
         return tuple(self.rules)
@@ -143,3 +178,69 @@ CONTEXT_SERVICES = AdmissionPolicy.from_table(
     },
     uncounted=["admin", "server"],
 )
+
+
+#: servermode's own categories, added to every policy built from a mapping: ``admin`` (the mode
+#: switch) and ``server`` (status, history, probes, the API description). Both pass the gate in
+#: every state and are never counted: a drain must not wait for the request that asked for it,
+#: and a switch refused during a drain is refused (and audited) by the controller, not the gate.
+SERVERMODE_CATEGORIES: Mapping[str, CategoryRule] = MappingProxyType(
+    {name: CONTEXT_SERVICES.rules[name] for name in ("admin", "server")}
+)
+
+_CATEGORY_KEYS = ("admitted_in", "counted")
+_CATEGORY_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_STATE_NAMES = ", ".join(state.value for state in State)
+
+
+def _category_rule(name: object, spec: object) -> CategoryRule:
+    """One ``categories.<name>`` table as a :class:`CategoryRule`; ValueError naming the key."""
+    key = f"categories.{name}"
+    if not isinstance(name, str) or not _CATEGORY_NAME.fullmatch(name):
+        raise ValueError(
+            f"{key}: expected a category name of letters, digits, '_' and '-', not {_shown(name)}"
+        )
+    if name in SERVERMODE_CATEGORIES:
+        raise ValueError(
+            f"{key}: expected a category of the application, not servermode's own {name!r} "
+            "(admin: the mode switch, server: status and probes; both admitted in every state "
+            "and never counted, always there): remove it"
+        )
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{key}: expected a table with admitted_in, not {_shown(spec)}")
+    unknown = [k for k in spec if k not in _CATEGORY_KEYS]
+    if unknown:
+        raise ValueError(f"{key}.{unknown[0]}: unknown key, expected {' or '.join(_CATEGORY_KEYS)}")
+    if "admitted_in" not in spec:
+        raise ValueError(
+            f"{key}.admitted_in: missing, expected a list of the states that admit it "
+            f"({_STATE_NAMES})"
+        )
+    admitted = spec["admitted_in"]
+    if not isinstance(admitted, list | tuple) or not all(isinstance(s, str) for s in admitted):
+        raise ValueError(
+            f"{key}.admitted_in: expected a list of states ({_STATE_NAMES}), not {_shown(admitted)}"
+        )
+    states: set[State] = set()
+    for text in admitted:
+        try:
+            states.add(State(text))
+        except ValueError:
+            raise ValueError(
+                f"{key}.admitted_in: expected states among {_STATE_NAMES}, not {text!r}"
+            ) from None
+    counted = spec.get("counted", True)
+    if not isinstance(counted, bool):
+        raise ValueError(
+            f"{key}.counted: expected true or false (whether a drain waits for it), "
+            f"not {_shown(counted)}"
+        )
+    return CategoryRule(frozenset(states), counted=counted)
+
+
+def _shown(value: object) -> str:
+    """A value as an error message shows it: its repr, shortened; or what is missing."""
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -38,6 +38,12 @@ class PersistedState:
     since: datetime
     drain_started: datetime | None = None
     deadline: datetime | None = None
+    # While draining: who asked for the switch, kept with the intent, so that the record of a
+    # drain a crash interrupted (recovered at the next start) still names them.
+    actor: str | None = None
+    client: str | None = None
+    request_id: str | None = None
+    reason: str | None = None
 
     @property
     def mode(self) -> Mode:

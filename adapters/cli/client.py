@@ -29,19 +29,27 @@ class ServiceClient:
         self._token = token
         self.timeout = timeout
 
+    def with_timeout(self, timeout: float) -> ServiceClient:
+        """The same client, with another timeout."""
+        return ServiceClient(self.base_url, self._token, timeout)
+
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         return self._call(urllib.request.Request(url, method="GET"), self.timeout)[0]
 
     def post_json(
-        self, path: str, body: Any, timeout: float | None = None
+        self,
+        path: str,
+        body: Any,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
         request = urllib.request.Request(
             self.base_url + path,
             data=json.dumps(body).encode(),
             method="POST",
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
         return self._call(request, timeout if timeout is not None else self.timeout)
 

@@ -11,25 +11,28 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import threading
+import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
-from servermode.core import StoreError, TimeoutPolicy
+from servermode.core import StoreError
+from servermode.core.logs import get_logger
 
-from ..http.routes import MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
+from ..http.routes import CANCEL_PATH, MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
+from ..version import VERSION
 from .client import ServiceClient, ServiceError
+from .config import CONFIG_ENV
+from .effective import effective_config, format_config
+from .options import Resolved, resolve, serve_options
+from .progress import DrainProgress, describe_drain
 from .settings import (
-    LOG_FORMATS,
-    NUMBERS,
     Settings,
     SettingsError,
     check_exposure,
     env_name,
-    load_settings,
-    parse_forwarded_allow_ips,
     read_token_file,
     settings_environment,
 )
@@ -42,38 +45,8 @@ DEFAULTS = Settings()
 GRACE_MARGIN = 1
 
 
-def _env(name: str) -> str:
-    return f"(env {env_name(name)})"
-
-
-if TYPE_CHECKING:  # generic from click 8.2 on; a plain class before
-    _ParamType = click.ParamType[Any, Any]
-else:
-    _ParamType = click.ParamType
-
-
-class Parsed(_ParamType):
-    """A flag read by the same function as its environment variable (bounds included)."""
-
-    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
-        self.name = name
-        self._parse = parse
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return self._parse(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _number(name: str) -> Parsed:
-    number = NUMBERS[name]
-    return Parsed("integer" if number.kind is int else "float", number.parse)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, "--version", "-V", prog_name="servermode")
 def main() -> None:
     """Put a server in production or maintenance mode and switch between them safely."""
 
@@ -82,140 +55,38 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", help=f"Address to listen on [{DEFAULTS.host}] {_env('host')}.")
-@click.option("--port", type=_number("port"), help=f"Port [{DEFAULTS.port}] {_env('port')}.")
-@click.option(
-    "--app",
-    metavar="MODULE:ATTR",
-    help=f"ASGI application to gate [the built-in demo] {_env('app')}.",
-)
-@click.option(
-    "--state",
-    metavar="PATH",
-    help=f"Where the mode is kept: ':memory:' or a SQLite file [{DEFAULTS.state}] {_env('state')}.",
-)
-@click.option(
-    "--drain-timeout",
-    type=_number("drain_timeout"),
-    help=f"Seconds a switch waits for running requests [{DEFAULTS.drain_timeout:g}] "
-    f"{_env('drain_timeout')}.",
-)
-@click.option(
-    "--timeout-policy",
-    type=click.Choice([p.value for p in TimeoutPolicy]),
-    help=f"When the drain times out: switch anyway or stay [{DEFAULTS.timeout_policy}] "
-    f"{_env('timeout_policy')}.",
-)
-@click.option(
-    "--initial-mode",
-    type=click.Choice(["production", "maintenance"], case_sensitive=False),
-    help=f"Mode when nothing is kept yet [{DEFAULTS.initial_mode}] {_env('initial_mode')}.",
-)
-@click.option(
-    "--retry-after",
-    type=_number("retry_after"),
-    help=f"Retry-After (s) for requests a mode refuses [{DEFAULTS.retry_after}] "
-    f"{_env('retry_after')}.",
-)
-@click.option(
-    "--rules",
-    metavar="FILE",
-    help=f"JSON route rules [the Context Services preset] {_env('rules')}.",
-)
-@click.option(
-    "--demo-delay",
-    type=_number("demo_delay"),
-    help=f"Seconds each demo request takes [{DEFAULTS.demo_delay:g}] {_env('demo_delay')}.",
-)
-@click.option(
-    "--body-timeout",
-    type=_number("body_timeout"),
-    help=f"Seconds a mode request body may take to arrive, else 408 "
-    f"[{DEFAULTS.body_timeout:g}] {_env('body_timeout')}.",
-)
-@click.option(
-    "--admin-token-file",
-    metavar="FILE",
-    help=f"File holding the admin bearer token {_env('admin_token_file')}; "
-    f"or set {env_name('admin_token')}.",
-)
-@click.option(
-    "--read-token-file",
-    metavar="FILE",
-    help=f"File holding the status read token {_env('read_token_file')}; "
-    f"or set {env_name('read_token')}.",
-)
-@click.option(
-    "--insecure",
-    is_flag=True,
-    help=f"Allow a non-loopback address without an admin token {_env('insecure')}.",
-)
-@click.option(
-    "--fleet",
-    metavar="redis://HOST:PORT/DB",
-    help=f"Share the mode with a fleet of instances through this Redis {_env('fleet')}.",
-)
-@click.option(
-    "--fleet-prefix",
-    metavar="PREFIX",
-    help=f"Key prefix of the fleet in Redis [{DEFAULTS.fleet_prefix}] {_env('fleet_prefix')}.",
-)
-@click.option(
-    "--instance-id",
-    metavar="NAME",
-    help=f"This instance's name in the fleet [host:pid] {_env('instance_id')}.",
-)
-@click.option(
-    "--forwarded-allow-ips",
-    metavar="IPS",
-    type=Parsed("ips", parse_forwarded_allow_ips),
-    help="Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or "
-    "networks separated by commas, or * [none: the client is the connection's peer] "
-    f"{_env('forwarded_allow_ips')}.",
-)
-@click.option(
-    "--workers",
-    type=_number("workers"),
-    help=f"Worker processes: 1 without --fleet (the gate lives in the process); with "
-    f"--fleet each worker is an instance of the fleet [{DEFAULTS.workers}] {_env('workers')}.",
-)
-@click.option("--log-level", help=f"[{DEFAULTS.log_level}] {_env('log_level')}.")
-@click.option(
-    "--log-format",
-    type=click.Choice(LOG_FORMATS),
-    help=f"auto: console on a terminal, JSON otherwise {_env('log_format')}.",
-)
-def serve(
-    admin_token_file: str | None, read_token_file: str | None, insecure: bool, **flags: Any
-) -> None:
-    """Serve the admin routes and the gated application with uvicorn."""
-    import structlog
+@serve_options
+def serve(**values: Any) -> None:
+    """Serve the admin routes and the gated application with uvicorn.
+
+    Each setting is a flag, a SERVERMODE_* variable and a key of the config file's [serve]
+    table; a flag wins over its variable, which wins over the file.
+    """
 
     from ..bootstrap import build_service
     from ..http.events import run_server
     from .logging import configure_logging
 
     try:
-        settings = load_settings(
-            os.environ,
-            admin_token_file=admin_token_file,
-            read_token_file_path=read_token_file,
-            insecure=True if insecure else None,
-            **flags,
-        )
+        resolved = resolve(click.get_current_context(), values)
+        settings = resolved.settings
         check_exposure(settings)
         configure_logging(settings.log_level, settings.log_format)
-        if settings.workers > 1:  # with --fleet only (settings refuse it otherwise)
-            _serve_workers(settings)
+        if settings.workers > 1:  # with --fleet only (the settings refuse it otherwise)
+            resolved.rules()  # a bad rules file is refused here, not in every worker
+            _serve_workers(resolved)
             return
         # Opens the state file and takes its lock: a second process on it stops here.
-        service = build_service(settings)
+        service = build_service(settings, rules=resolved.rules(), policy=resolved.policy)
     except (SettingsError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
-    structlog.get_logger("servermode").info(
+    get_logger("servermode").info(
         "servermode_serving",
         url=f"http://{settings.host}:{settings.port}",
         app=settings.app or "demo",
+        config=str(resolved.config.path) if resolved.config is not None else None,
+        policy=resolved.policy_source,
+        rules=resolved.rules_source,
         state=settings.state,
         fleet=service.instance,
         drain_timeout=settings.drain_timeout,
@@ -249,17 +120,20 @@ def serve(
     )
 
 
-def _serve_workers(settings: Settings) -> None:
+def _serve_workers(resolved: Resolved) -> None:
     """``--workers N --fleet``: N uvicorn worker processes, each an instance of the fleet.
 
-    The workers rebuild the service from the environment (``bootstrap.worker_app``), so the
-    settings go there first, tokens included (the environment is the tokens' channel anyway).
+    The workers rebuild the service from the environment (``bootstrap.worker_app``): the
+    resolved settings go there first (tokens included: the environment is one of their
+    channels anyway), and the config file's path for its categories and routes.
     """
-    import structlog
     import uvicorn
 
+    settings = resolved.settings
     os.environ.update(settings_environment(settings))
-    structlog.get_logger("servermode").info(
+    if resolved.config is not None:
+        os.environ[CONFIG_ENV] = str(resolved.config.path)
+    get_logger("servermode").info(
         "servermode_serving",
         url=f"http://{settings.host}:{settings.port}",
         workers=settings.workers,
@@ -282,6 +156,20 @@ def _serve_workers(settings: Settings) -> None:
     )
 
 
+@main.command(name="config")
+@serve_options
+@click.option("--json", "as_json", is_flag=True, help="Print it all as JSON.")
+def show_config(as_json: bool, **values: Any) -> None:
+    """Print the settings, categories and route rules `serve` would run with, and where each
+    value comes from (flag, variable, config file, default). Tokens are masked."""
+    try:
+        resolved = resolve(click.get_current_context(), values)
+        report = effective_config(resolved)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report, indent=2) if as_json else format_config(report))
+
+
 # -- talking to a running service ------------------------------------------------------------
 
 
@@ -292,14 +180,16 @@ def _client_options(command: F) -> F:
         envvar=env_name("url"),
         default=f"http://127.0.0.1:{port}",
         show_default=True,
-        help=f"The service {_env('url')}.",
+        show_envvar=True,
+        help="The service.",
     )(command)
     command = click.option(
         "--token-file",
         metavar="FILE",
         envvar=env_name("token_file"),
-        help=f"File holding the bearer token {_env('token_file')}; or set "
-        f"{env_name('token')} (else {env_name('admin_token')} is used).",
+        show_envvar=True,
+        help=f"File holding the bearer token; or set {env_name('token')} "
+        f"(else {env_name('admin_token')} is used).",
     )(command)
     return command
 
@@ -342,14 +232,11 @@ def status(url: str, token_file: str | None, as_json: bool) -> None:
 
 def format_fleet(fleet: Mapping[str, Any]) -> str:
     """The fleet view of a status document: a line about the fleet, then one per instance."""
+    not_drained = fleet.get("not_drained")
     lines = [
         f"fleet: epoch {fleet.get('epoch')}, {fleet.get('state')}, Redis {fleet.get('engine')}"
         + (f" ({fleet['engine_error']})" if fleet.get("engine_error") else "")
-        + (
-            f"; not drained: {', '.join(fleet['not_drained']) or '-'}"
-            if "not_drained" in fleet
-            else ""
-        )
+        + (f"; not drained: {', '.join(not_drained) or '-'}" if not_drained is not None else "")
     ]
     rows = [["INSTANCE", "EPOCH", "STATE", "IN FLIGHT", "SEEN"]]
     for instance in fleet.get("instances", []):
@@ -395,54 +282,135 @@ def set_mode(
     interval: float,
     timeout: float,
 ) -> None:
-    """Switch a running service to MODE; returns once the switch is complete."""
+    """Switch a running service to MODE; returns once the switch is complete.
+
+    Interrupting it (Ctrl-C) stops only the watching: the switch goes on in the service;
+    `servermode cancel` abandons it.
+    """
     client = _client(url, token_file)
-    body: dict[str, str] = {"mode": mode.lower()}
+    mode = mode.lower()
+    body: dict[str, str] = {"mode": mode}
     if reason:
         body["reason"] = reason
+    # Our own request id: the history record of this very switch can be found by it.
+    request_id = uuid.uuid4().hex
     outcome: dict[str, Any] = {}
 
     def post() -> None:
         try:
-            outcome["answer"] = client.post_json(MODE_PATH, body, timeout=timeout)
+            outcome["answer"] = client.post_json(
+                MODE_PATH, body, timeout=timeout, headers={"X-Request-ID": request_id}
+            )
         except ServiceError as exc:
             outcome["error"] = exc
 
+    progress = DrainProgress(sys.stdout)
     poster = threading.Thread(target=post, name="servermode-set", daemon=True)
-    poster.start()
-    poster.join(interval if wait else None)
-    while poster.is_alive():
-        _show_progress(client)
-        poster.join(interval)
+    try:
+        poster.start()
+        poster.join(interval if wait else None)
+        while poster.is_alive():
+            _show_progress(client, progress)
+            poster.join(interval)
+    except KeyboardInterrupt:
+        progress.finish()
+        click.echo(_still_switching(client, mode), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    progress.finish()
     if "error" in outcome:
         raise _fail(outcome["error"])
     answer, headers = outcome["answer"]
     how = headers.get("Servermode-Outcome", "completed")
+    if how == "forced":
+        how = _forced(client, request_id)
     click.echo(f"server changed: {answer['server changed']} ({how})")
 
 
-def _show_progress(client: ServiceClient) -> None:
+#: The exit status of a command interrupted with Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def _show_progress(client: ServiceClient, progress: DrainProgress) -> None:
     try:
         document = client.get(STATUS_PATH)
     except ServiceError as exc:
-        click.echo(f"status unavailable: {exc}", err=True)
+        progress.problem(str(exc))
         return
-    if "target" not in document:
-        return
-    in_flight = document.get("in_flight", {})
-    busy = ", ".join(f"{k} {v}" for k, v in in_flight.items() if v) or "none"
-    left = _seconds_between(document["system_time"], document["deadline"])
-    click.echo(
-        f"draining to {document['target']}: {sum(in_flight.values())} in flight ({busy}), "
-        f"{left:.1f}s left"
+    progress.show(document)
+
+
+def _still_switching(client: ServiceClient, mode: str) -> str:
+    """What Ctrl-C during `set` leaves behind: the switch goes on in the service."""
+    stopped = "Interrupted: this command stopped waiting"
+    remedy = "`servermode status` shows it; `servermode cancel` abandons it"
+    try:
+        document = client.with_timeout(2).get(STATUS_PATH)
+    except ServiceError:
+        return (
+            f"{stopped}, but the switch to {mode}, if the service received it, continues there: "
+            f"{remedy} and keeps the mode in force."
+        )
+    described = describe_drain(document)
+    if described is None:
+        return f"{stopped}; the service is in {document.get('mode')} mode, no switch under way."
+    return (
+        f"{stopped}, but the switch continues on the service ({described[1]}): {remedy} "
+        f"and keeps {document.get('mode')} mode."
     )
 
 
-def _seconds_between(start: str, end: str) -> float:
-    def parse(text: str) -> datetime:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _forced(client: ServiceClient, request_id: str) -> str:
+    """``forced: N requests still running (category N, ...)``, read from the switch's record."""
+    try:
+        page = client.get(TRANSITIONS_PATH, {"limit": FORCED_LOOKUP})
+        record = next(r for r in page["transitions"] if r.get("request_id") == request_id)
+    except (ServiceError, StopIteration, KeyError, TypeError):
+        return "forced: the drain timed out with requests still running"
+    stragglers: Mapping[str, int] = record.get("stragglers") or {}
+    total = sum(stragglers.values())
+    which = ", ".join(f"{category} {count}" for category, count in stragglers.items() if count)
+    noun = "request" if total == 1 else "requests"
+    return f"forced: {total} {noun} still running" + (f": {which}" if which else "")
 
-    return max(0.0, (parse(end) - parse(start)).total_seconds())
+
+#: How many of the newest records are searched for the switch just made (others may follow it).
+FORCED_LOOKUP = 20
+
+
+def _counts(counts: Mapping[str, int] | None) -> str:
+    """``{"profile": 2}`` as ``profile=2``, or ``-`` when there are none."""
+    shown = ",".join(f"{name}={n}" for name, n in (counts or {}).items() if n)
+    return shown or "-"
+
+
+@main.command()
+@_client_options
+@click.option("--reason", help="Why, for the audit.")
+def cancel(url: str, token_file: str | None, reason: str | None) -> None:
+    """Abandon the mode switch under way: the mode it is leaving stays in force.
+
+    Exits 1 when no switch is under way.
+    """
+    body = {"reason": reason} if reason else {}
+    try:
+        record, _ = _client(url, token_file).post_json(CANCEL_PATH, body)
+    except ServiceError as exc:
+        raise _fail(exc) from None
+    click.echo(describe_cancel(record))
+
+
+def describe_cancel(record: Mapping[str, Any]) -> str:
+    """What a cancel did, from the record it answered with."""
+    stays = str(record["to_state"])
+    target = record.get("target_mode")
+    if record.get("outcome") != "cancelled":
+        return (
+            f"too late: the switch to {target} had already ended ({record.get('outcome')}); "
+            f"the server is in {stays} mode"
+        )
+    running = _counts(record.get("stragglers"))
+    still = "" if running == "-" else f"; requests still running then: {running}"
+    return f"cancelled: the switch to {target} was abandoned, {stays} mode stays{still}"
 
 
 HISTORY_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
@@ -454,6 +422,7 @@ HISTORY_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
     ("MS", lambda r: f"{float(r.get('duration_ms') or 0):.0f}"),
     ("ACTOR", lambda r: str(r.get("actor") or "-")),
     ("CLIENT", lambda r: str(r.get("client") or "-")),
+    ("STRAGGLERS", lambda r: _counts(r.get("stragglers"))),
     ("REASON", lambda r: str(r.get("reason") or "")),
 )
 
@@ -509,7 +478,9 @@ def diagram(fmt: str, output: str | None) -> None:
         text = render("mermaid") if fmt == "mermaid" else render("dot")
     except ImportError as exc:
         raise click.ClickException(
-            f"the {fmt} diagram needs the graphviz Python package ({exc})"
+            f"the {fmt} diagram needs the graphviz Python package ({exc}): install it with "
+            "`pip install 'servermode[diagram]'` (in this repository: `.venv/bin/pip install "
+            "graphviz`), or use --format mermaid, which needs nothing more"
         ) from None
     data = text.encode()
     if fmt == "svg":

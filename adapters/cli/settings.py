@@ -1,8 +1,8 @@
-"""The service's settings: defaults, then ``SERVERMODE_*`` environment variables, then flags.
+"""The service's settings, their bounds and the checks across them.
 
-Every field of :class:`Settings` has the environment variable ``SERVERMODE_<FIELD>``; the
-tokens come only from the environment or from files (``--admin-token-file``), never from a
-flag, so that they do not show in the process list.
+Where each value comes from (flag, ``SERVERMODE_*`` variable, config file, default) is
+:mod:`.options`, with click's own layering; the tokens come only from the environment or from
+files (``--admin-token-file``), never from a flag, so that they do not show in the process list.
 
 Every number has bounds (:data:`NUMBERS`), checked when it is read, from a flag or from the
 environment alike: a value that parses but cannot be served (``inf``, ``nan``, a drain timeout
@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
 
 from servermode.core import MAX_DRAIN_TIMEOUT, InvalidMode, TimeoutPolicy, parse_mode
 
@@ -35,9 +33,9 @@ __all__ = [
     "Settings",
     "SettingsError",
     "check_exposure",
+    "check_settings",
     "env_name",
     "is_loopback",
-    "load_settings",
     "parse_forwarded_allow_ips",
     "read_token_file",
     "settings_environment",
@@ -56,6 +54,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     app: str | None = None  # "module:attr" of the ASGI app to gate; None: the built-in demo
+    app_dir: str = "."  # where --app's module is looked for first (as uvicorn's --app-dir)
     state: str = DEFAULT_STATE  # ":memory:" or the path of a SQLite file
     drain_timeout: float = 60.0
     timeout_policy: str = TimeoutPolicy.FORCE.value
@@ -150,15 +149,6 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, not {text!r}")
-
-
 def parse_forwarded_allow_ips(text: str) -> str | None:
     """``*``, or addresses and networks separated by commas; None when empty (trust none).
 
@@ -185,13 +175,6 @@ def parse_forwarded_allow_ips(text: str) -> str | None:
     return ",".join(entries)
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    **{name: number.parse for name, number in NUMBERS.items()},
-    "insecure": _parse_bool,
-    "forwarded_allow_ips": parse_forwarded_allow_ips,
-}
-
-
 def read_token_file(path: str) -> str:
     """The token kept in ``path`` (surrounding whitespace removed); it must not be empty."""
     try:
@@ -203,38 +186,9 @@ def read_token_file(path: str) -> str:
     return token
 
 
-def load_settings(
-    environ: Mapping[str, str],
-    *,
-    admin_token_file: str | None = None,
-    read_token_file_path: str | None = None,
-    **flags: Any,
-) -> Settings:
-    """Defaults, overridden by the environment, overridden by the flags that are not None."""
-    values: dict[str, Any] = {}
-    for spec in fields(Settings):
-        raw = environ.get(env_name(spec.name))
-        if raw is None:
-            continue
-        parse = _PARSERS.get(spec.name, str)
-        try:
-            values[spec.name] = parse(raw)
-        except ValueError as exc:
-            raise SettingsError(f"{env_name(spec.name)}: {exc}") from None
-    for token, path in (
-        ("admin_token", admin_token_file or environ.get(env_name("admin_token_file"))),
-        ("read_token", read_token_file_path or environ.get(env_name("read_token_file"))),
-    ):
-        if path:
-            values[token] = read_token_file(path)
-    values.update({name: value for name, value in flags.items() if value is not None})
-    unknown = set(values) - {spec.name for spec in fields(Settings)}
-    if unknown:
-        raise TypeError(f"unknown settings: {sorted(unknown)}")
-    return _validated(replace(Settings(), **values))
-
-
-def _validated(settings: Settings) -> Settings:
+def check_settings(settings: Settings) -> Settings:
+    """``settings`` with its values normalised; SettingsError naming every one that cannot be
+    served (the bounds of :data:`NUMBERS` included, for settings built in code)."""
     problems = []
     for name, number in NUMBERS.items():
         problem = number.problem(getattr(settings, name))

@@ -17,6 +17,7 @@ classification and routing see the same segments.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,34 @@ class RouteRules:
         return cls(rules, default)
 
     @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> RouteRules:
+        """Build from the ``routes`` and ``default_category`` of a config mapping::
+
+            {"default_category": "orders",
+             "routes": [{"methods": ["GET", "HEAD"], "path": "/api/reports", "category": "reports"},
+                        {"path": "/admin/migrations", "category": "migrations"}]}
+
+        ``methods`` is optional (any method); ``routes`` may be empty or absent. Other keys
+        of ``mapping`` are left to their readers (the policy, the settings). Any mistake is a
+        ValueError whose message starts with the key (``routes[2].path: expected ...``; routes
+        are counted from 1).
+        """
+        default = mapping.get("default_category")
+        if not isinstance(default, str) or not default:
+            raise ValueError(
+                "default_category: expected the category of requests no route matches, "
+                f"not {_shown(default)}"
+            )
+        routes = mapping.get("routes", [])
+        if not isinstance(routes, list | tuple):
+            raise ValueError(f"routes: expected a list of routes, not {_shown(routes)}")
+        rules = [_route_rule(number, row) for number, row in enumerate(routes, start=1)]
+        try:
+            return cls(rules, default)
+        except ValueError as exc:
+            raise ValueError(f"routes: {exc}") from None
+
+    @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RouteRules:
         """Build from ``{"default": c, "rules": [{"methods": [m], "path": p, "category": c}]}``."""
         try:
@@ -185,6 +214,50 @@ def _refuse_capture(number: int, rule: RouteRule) -> None:
             f"classifies its routes itself (the mode switch 'admin', the others 'server'); "
             f"{remedy}"
         )
+
+
+_ROUTE_KEYS = ("methods", "path", "category")
+_METHOD = re.compile(r"[A-Za-z]+|\*")
+
+
+def _route_rule(number: int, row: object) -> RouteRule:
+    """One ``routes`` entry as a :class:`RouteRule`; ValueError naming the key."""
+    key = f"routes[{number}]"
+    if not isinstance(row, Mapping):
+        raise ValueError(f"{key}: expected a table with path and category, not {_shown(row)}")
+    unknown = [k for k in row if k not in _ROUTE_KEYS]
+    if unknown:
+        raise ValueError(f"{key}.{unknown[0]}: unknown key, expected {', '.join(_ROUTE_KEYS)}")
+    path = row.get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"{key}.path: expected a path starting with '/', not {_shown(path)}")
+    category = row.get("category")
+    if not isinstance(category, str) or not category:
+        raise ValueError(f"{key}.category: expected a category name, not {_shown(category)}")
+    methods = row.get("methods", [ANY_METHOD])
+    if (
+        not isinstance(methods, list | tuple)
+        or not methods
+        or not all(isinstance(m, str) and _METHOD.fullmatch(m) for m in methods)
+    ):
+        raise ValueError(
+            f'{key}.methods: expected a list of HTTP methods such as ["GET", "HEAD"] '
+            f'(or ["*"]: any), not {_shown(methods)}'
+        )
+    rule = RouteRule(path, category, _methods(" ".join(methods)))
+    try:
+        _refuse_capture(number, rule)
+    except ValueError as exc:
+        raise ValueError(f"{key}.path: {exc}") from None
+    return rule
+
+
+def _shown(value: object) -> str:
+    """A value as an error message shows it: its repr, shortened; or what is missing."""
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _first_segment(path: str) -> str:

@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from servermode.core import AuditLog, TransitionRecord
+from servermode.core.logs import get_logger
 
 __all__ = ["AuditFeed", "RecordSubscriber"]
 
 RecordSubscriber = Callable[[TransitionRecord], None]
 
-_log = structlog.get_logger("servermode")
+_log = get_logger("servermode")
 
 
 class AuditFeed(AuditLog):

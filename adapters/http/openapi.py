@@ -13,6 +13,7 @@ from typing import Any
 from servermode.core import Mode, Outcome, State, TimeoutPolicy
 from servermode.core.fleet import FleetOutcome, ReportOutcome
 
+from ..version import VERSION
 from .problems import Problem
 from .routes import (
     CANCEL_PATH,
@@ -161,6 +162,12 @@ SCHEMAS: dict[str, Any] = {
             "target": {**_MODE, "description": "only while draining"},
             "drain_started": {**_TIME, "description": "only while draining"},
             "deadline": {**_TIME, "description": "only while draining"},
+            "waiting_for": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "only while draining: the categories the drain waits for "
+                "(counted, refused by its target)",
+            },
             "fleet": {**_ref("Fleet"), "description": "only with --fleet"},
         },
         "additionalProperties": False,
@@ -501,7 +508,7 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "servermode",
-        "version": "1",
+        "version": VERSION,
         "description": (
             "Switch a server between production and maintenance mode safely "
             "(Context Services 'Set Server Mode' compatible)."

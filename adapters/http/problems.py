@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any
 
-import structlog
 from servermode.core import (
     InvalidMode,
     ModeChangeFailed,
@@ -23,6 +22,7 @@ from servermode.core import (
     StoreError,
     SwitchInProgress,
 )
+from servermode.core.logs import get_logger
 from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -95,7 +95,7 @@ class ProblemError(Exception):
 #: as the client's failure, not the server's.
 CLIENT_CLOSED_REQUEST = 499
 
-_log = structlog.get_logger("servermode.http")
+_log = get_logger("servermode.http")
 
 
 def refusal_description(refused: Refused) -> str:

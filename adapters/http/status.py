@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from servermode.core import ModeController
 from servermode.core.fleet import FleetController
 from servermode.core.records import utc_now
 
+from ..version import VERSION
 from .stats import RequestStats
 
 __all__ = [
@@ -61,16 +61,6 @@ def _format_utc(moment: datetime) -> str:
     # Cached: a status document formats the same start and "since" times on every request.
     # "milliseconds" truncates, as Context Services does.
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def _servermode_version() -> str:
-    try:
-        return version("servermode")
-    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
-        return "0+unknown"
-
-
-VERSION = _servermode_version()
 
 
 def process_memory_kb(proc_status: Path = PROC_STATUS) -> dict[str, int]:
@@ -156,6 +146,7 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         document["target"] = status.target.value
         document["drain_started"] = format_time(status.drain_started)
         document["deadline"] = format_time(status.deadline)
+        document["waiting_for"] = list(controller.policy.outgoing(status.state))
     if isinstance(controller, FleetController):
         document["fleet"] = fleet_document(controller)
     return document

@@ -39,6 +39,9 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 # Stamped in the file header (PRAGMA application_id): tells our files from other SQLite files.
 APPLICATION_ID = 0x736D6F64  # "smod"
 
+# The columns of mode_state that say who asked for the drain under way.
+_ASKED_BY = ("actor", "client", "request_id", "reason")
+
 # One tuple of statements per schema version: _MIGRATIONS[n] upgrades version n to n + 1.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -84,6 +87,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the long-lived connections (WebSockets) a drain closed when it began, per category.
     ("ALTER TABLE transitions ADD COLUMN closed TEXT NOT NULL DEFAULT '{}'",),
+    # 3: who asked for the drain under way, kept with its intent (named when it is recovered).
+    tuple(f"ALTER TABLE mode_state ADD COLUMN {column} TEXT" for column in _ASKED_BY),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -114,13 +119,25 @@ _SELECT_RECORDS = (
     "WHERE :before IS NULL OR id < :before ORDER BY id DESC LIMIT :limit"
 )
 _SAVE_STATE = """
-    INSERT INTO mode_state (id, state, mode, target, since, drain_started, deadline, generation)
-    VALUES (1, :state, :mode, :target, :since, :drain_started, :deadline, :generation)
+    INSERT INTO mode_state (
+        id, state, mode, target, since, drain_started, deadline, generation,
+        actor, client, request_id, reason
+    )
+    VALUES (
+        1, :state, :mode, :target, :since, :drain_started, :deadline, :generation,
+        :actor, :client, :request_id, :reason
+    )
     ON CONFLICT (id) DO UPDATE SET
         state = excluded.state, mode = excluded.mode, target = excluded.target,
         since = excluded.since, drain_started = excluded.drain_started,
-        deadline = excluded.deadline, generation = excluded.generation
+        deadline = excluded.deadline, generation = excluded.generation,
+        actor = excluded.actor, client = excluded.client,
+        request_id = excluded.request_id, reason = excluded.reason
 """
+_LOAD_STATE = (
+    "SELECT state, since, drain_started, deadline, generation, "
+    f"{', '.join(_ASKED_BY)} FROM mode_state"
+)
 
 # What an operator is told for each family of SQLite errors (matched on the error name prefix).
 _EXPLANATIONS: tuple[tuple[str, str], ...] = (
@@ -195,9 +212,7 @@ class SQLiteStore:
 
     def load(self) -> PersistedState | None:
         with self._guard("loading the mode from"), self._lock:
-            row = self._connection.execute(
-                "SELECT state, since, drain_started, deadline, generation FROM mode_state"
-            ).fetchone()
+            row = self._connection.execute(_LOAD_STATE).fetchone()
             loaded = self._state_from_row(row) if row is not None else None
             self._generation = row[4] if row is not None else 0
         return loaded
@@ -353,13 +368,14 @@ class SQLiteStore:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _state_from_row(self, row: tuple[Any, ...]) -> PersistedState:
-        state, since, drain_started, deadline, _generation = row
+        state, since, drain_started, deadline, _generation, *asked_by = row
         try:
             return PersistedState(
                 State(state),
                 _decode_time(since),
                 _decode_time(drain_started) if drain_started is not None else None,
                 _decode_time(deadline) if deadline is not None else None,
+                **dict(zip(_ASKED_BY, asked_by, strict=True)),
             )
         except ValueError as exc:
             raise StoreError(f"{self.path} holds a state that cannot be read: {exc}") from exc
@@ -412,6 +428,7 @@ def _state_values(state: PersistedState) -> dict[str, Any]:
         "since": _encode_time(state.since),
         "drain_started": _encode_time(state.drain_started) if state.drain_started else None,
         "deadline": _encode_time(state.deadline) if state.deadline else None,
+        **{column: getattr(state, column) for column in _ASKED_BY},
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,36 @@ def test_missing_rules_file_is_a_settings_error(tmp_path: Path) -> None:
     """A rules file that does not exist is named."""
     with pytest.raises(SettingsError, match="cannot read route rules"):
         build_service(Settings(rules=str(tmp_path / "absent.json"), state=MEMORY))
+
+
+APP_MODULE = """
+async def app(scope, receive, send):
+    pass
+"""
+
+
+class TestAppDir:
+    """--app imports from the current folder as uvicorn does, or from --app-dir (issue 10)."""
+
+    @pytest.fixture(autouse=True)
+    def _restore_imports(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(sys, "path", list(sys.path))
+        monkeypatch.setattr(sys, "modules", dict(sys.modules))
+
+    def test_the_current_folder_by_default(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A module beside the operator is found, whatever sys.path started with."""
+        (tmp_path / "beside_me.py").write_text(APP_MODULE)
+        monkeypatch.chdir(tmp_path)
+        assert callable(load_app("beside_me:app"))
+
+    def test_an_app_dir(self, tmp_path: Path) -> None:
+        """--app-dir DIR is searched first."""
+        (tmp_path / "elsewhere.py").write_text(APP_MODULE)
+        assert callable(load_app("elsewhere:app", str(tmp_path)))
+
+    def test_a_missing_app_dir_is_named(self, tmp_path: Path) -> None:
+        """A folder that does not exist is a settings error naming it."""
+        with pytest.raises(SettingsError, match=r"--app-dir .*nowhere: no such folder"):
+            load_app("x:app", str(tmp_path / "nowhere"))

@@ -95,3 +95,67 @@ class TestCountedCategoriesWhileDraining:
         """The categories a drain waits for: counted, and refused by the drain's target."""
         assert CONTEXT_SERVICES.outgoing(TO_M) == ("profile", "service")
         assert CONTEXT_SERVICES.outgoing(TO_P) == ("schema",)
+
+
+class TestFromMapping:
+    """A policy built from the ``categories`` of a config mapping (issue 10)."""
+
+    def test_categories_and_servermode_own(self) -> None:
+        """Declared categories admit where they say; admin and server are added, uncounted."""
+        policy = AdmissionPolicy.from_mapping(
+            {
+                "categories": {
+                    "orders": {"admitted_in": ["production"]},
+                    "reports": {"admitted_in": ["production", "maintenance"]},
+                    "migrations": {"admitted_in": ["maintenance"], "counted": True},
+                    "audit": {"admitted_in": ["production"], "counted": False},
+                },
+                "routes": "left to the route rules",
+            }
+        )
+        assert policy.admits(P, "orders") and not policy.admits(M, "orders")
+        assert policy.admits(M, "reports") and not policy.admits(TO_M, "reports")
+        assert policy.admits(M, "migrations") and not policy.admits(P, "migrations")
+        assert set(policy.counted_categories) == {"orders", "reports", "migrations"}
+        for own in ("admin", "server"):
+            assert all(policy.admits(state, own) for state in State)
+            assert own not in policy.counted_categories
+
+    def test_the_preset_as_a_mapping_is_the_preset(self) -> None:
+        """The Context Services table, as a mapping, builds exactly CONTEXT_SERVICES."""
+        table = {
+            name: {"admitted_in": sorted(s.value for s in states)}
+            for name, states in PRESET.items()
+            if name not in ("admin", "server")
+        }
+        assert AdmissionPolicy.from_mapping({"categories": table}).rules == CONTEXT_SERVICES.rules
+
+    @pytest.mark.parametrize(
+        ("categories", "message"),
+        [
+            (None, "categories: expected a table of categories"),
+            ({}, "categories: expected a table of categories"),
+            ({"a b": {"admitted_in": []}}, "categories.a b: expected a category name"),
+            ({"admin": {"admitted_in": ["production"]}}, "categories.admin: expected a category"),
+            ({"x": ["production"]}, "categories.x: expected a table with admitted_in"),
+            ({"x": {"admited_in": ["production"]}}, "categories.x.admited_in: unknown key"),
+            ({"x": {"counted": False}}, "categories.x.admitted_in: missing"),
+            ({"x": {"admitted_in": "production"}}, "categories.x.admitted_in: expected a list"),
+            ({"x": {"admitted_in": ["prod"]}}, "categories.x.admitted_in: expected states among"),
+            (
+                {"x": {"admitted_in": ["production"], "counted": "yes"}},
+                "categories.x.counted: expected true or false",
+            ),
+            (
+                {"x": {"admitted_in": ["production", "draining_to_maintenance"]}},
+                "categories.x: category 'x' is counted and admitted in draining_to_maintenance "
+                "but not in maintenance",
+            ),
+        ],
+    )
+    def test_mistakes_name_the_key(self, categories: object, message: str) -> None:
+        """Each mistake is a ValueError whose message starts with the key and says what was
+        expected."""
+        with pytest.raises(ValueError) as raised:
+            AdmissionPolicy.from_mapping({"categories": categories})
+        assert str(raised.value).startswith(message), raised.value

@@ -49,7 +49,7 @@ class TestAgainstARunningService:
     def test_set_wait_shows_the_drain_then_the_result(self, service: str) -> None:
         """`set maintenance --wait` prints the in-flight count and time left, then the result."""
         slow = threading.Thread(
-            target=httpx2.get, args=(f"{service}/profiles/1?delay=1",), kwargs={"timeout": 10}
+            target=httpx2.get, args=(f"{service}/profiles/1?delay=2",), kwargs={"timeout": 10}
         )
         slow.start()
         time.sleep(0.2)
@@ -73,7 +73,7 @@ class TestAgainstARunningService:
         assert code == 0
         header, newest, *_ = out.splitlines()
         assert header.split() == [
-            "ID", "AT", "OUTCOME", "FROM", "TO", "MS", "ACTOR", "CLIENT", "REASON"
+            "ID", "AT", "OUTCOME", "FROM", "TO", "MS", "ACTOR", "CLIENT", "STRAGGLERS", "REASON"
         ]  # fmt: skip
         assert newest.split()[3:6] == ["completed", "production", "maintenance"]
         assert newest.split()[7] == "admin"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -37,11 +38,19 @@ def console_session(marker: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the example uses curl")
-@pytest.mark.parametrize("marker", ["http-api", "monitoring"])
+@pytest.mark.parametrize("marker", ["http-api", "monitoring", "cancel"])
 def test_http_api_session_runs_as_written(marker: str) -> None:
-    """Each curl command of a README session prints exactly the output shown."""
+    """Each command of a README session prints exactly the output shown (`servermode` as
+    after `make serve` with the environment activated, talking to the service started here)."""
     port = str(free_port())
     serve = [sys.executable, "-m", "servermode.adapters.cli", "serve", "--port", port]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SERVERMODE_PORT": port,
+        "SERVERMODE_URL": "",
+        "SERVERMODE_ADMIN_TOKEN": "",
+    }
     with running_process(serve, int(port)):
         for command, expected in console_session(marker):
             result = subprocess.run(
@@ -49,6 +58,7 @@ def test_http_api_session_runs_as_written(marker: str) -> None:
                 capture_output=True,
                 text=True,
                 timeout=10,
+                env=env,
             )
             printed = result.stdout.replace(port, DOCUMENTED_PORT)
             assert printed.strip() == expected.strip(), command
@@ -70,3 +80,31 @@ def test_middleware_example_gates_a_starlette_app(tmp_path: Path) -> None:
     assert switch.content == b'{"server changed":"maintenance"}'
     assert after.status_code == 503
     assert "maintenance mode" in after.json()["description"]
+
+
+def test_persistence_and_auth_example(tmp_path: Path) -> None:
+    """The 'With persistence and a token' example: the switch needs the token, and the mode
+    survives a restart of the application."""
+    match = re.search(r"<!-- example: persistence-and-auth -->\n```python\n(.*?)```", README, re.S)
+    assert match
+    (tmp_path / "example.py").write_text(match.group(1))
+    argv = [sys.executable, "-m", "uvicorn", "example:app", "--port", "{port}"]
+    env = {"ADMIN_TOKEN": "s3cret-token"}
+    port = free_port()
+    run = [a.format(port=port) for a in argv]
+    with running_process(run, port, cwd=tmp_path, env=env) as url:
+        anonymous = httpx2.post(f"{url}/server/mode", json={"mode": "maintenance"})
+        allowed = httpx2.post(
+            f"{url}/server/mode",
+            json={"mode": "maintenance"},
+            headers={"Authorization": "Bearer s3cret-token"},
+        )
+    port = free_port()
+    run = [a.format(port=port) for a in argv]
+    with running_process(run, port, cwd=tmp_path, env=env) as url:
+        after_restart = httpx2.get(f"{url}/profiles/1")
+        status = httpx2.get(f"{url}/server/status").json()
+    assert anonymous.status_code == 401
+    assert allowed.content == b'{"server changed":"maintenance"}'
+    assert (after_restart.status_code, status["mode"]) == (503, "maintenance")
+    assert (tmp_path / "var" / "example.db").exists()

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 from servermode.adapters.cli.logging import LOG_LEVELS, configure_logging
-from servermode.adapters.cli.settings import SettingsError, load_settings
+from servermode.adapters.cli.options import resolve_serve
+from servermode.adapters.cli.settings import SettingsError
 
 
 @pytest.mark.parametrize("level", LOG_LEVELS)
@@ -25,5 +26,5 @@ def test_every_documented_level_configures(level: str) -> None:
 
 def test_an_unknown_level_is_a_settings_error() -> None:
     """An unknown level is refused with the list of levels, not a traceback at start."""
-    with pytest.raises(SettingsError, match="log level must be one of trace, debug"):
-        load_settings({"SERVERMODE_LOG_LEVEL": "verbose"})
+    with pytest.raises(SettingsError, match="'verbose' is not one of 'trace', 'debug'"):
+        resolve_serve([], {"SERVERMODE_LOG_LEVEL": "verbose"})

@@ -1,10 +1,15 @@
-"""Settings: defaults, SERVERMODE_* variables, flags, token files, and the exposure check."""
+"""Settings: defaults, SERVERMODE_* variables, flags, token files, and the exposure check.
+
+The settings are read as ``servermode serve`` reads them (click options, :mod:`.options`):
+``settings_of(env, *args)`` is what ``SERVERMODE_*=... servermode serve ARGS`` would run with.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from servermode.adapters.cli.options import resolve_serve
 from servermode.adapters.cli.settings import (
     MAX_DEMO_DELAY,
     MAX_DRAIN_TIMEOUT,
@@ -12,17 +17,21 @@ from servermode.adapters.cli.settings import (
     Settings,
     SettingsError,
     check_exposure,
+    check_settings,
     is_loopback,
-    load_settings,
     parse_forwarded_allow_ips,
 )
 from servermode.adapters.http.demo import MAX_DELAY
 
 
+def settings_of(env: dict[str, str], *args: str) -> Settings:
+    return resolve_serve(args, env).settings
+
+
 class TestPrecedence:
     def test_defaults(self) -> None:
         """With nothing set the service listens on loopback port 8080, in memory."""
-        settings = load_settings({})
+        settings = settings_of({})
         assert (settings.host, settings.port, settings.state) == (
             "127.0.0.1",
             8080,
@@ -38,7 +47,7 @@ class TestPrecedence:
             "SERVERMODE_TIMEOUT_POLICY": "rollback",
             "SERVERMODE_INSECURE": "yes",
         }
-        settings = load_settings(env, port=9100, drain_timeout=None)
+        settings = settings_of(env, "--port", "9100")
         assert settings.port == 9100
         assert settings.drain_timeout == 2.5
         assert settings.timeout_policy == "rollback"
@@ -46,7 +55,7 @@ class TestPrecedence:
 
     def test_initial_mode_is_normalised(self) -> None:
         """The initial mode is read case-insensitively."""
-        assert load_settings({"SERVERMODE_INITIAL_MODE": "Maintenance"}).initial_mode == (
+        assert settings_of({"SERVERMODE_INITIAL_MODE": "Maintenance"}).initial_mode == (
             "maintenance"
         )
 
@@ -54,7 +63,7 @@ class TestPrecedence:
 class TestTokens:
     def test_token_from_environment(self) -> None:
         """SERVERMODE_ADMIN_TOKEN gives the admin token, which stays out of the repr."""
-        settings = load_settings({"SERVERMODE_ADMIN_TOKEN": "t0ken"})
+        settings = settings_of({"SERVERMODE_ADMIN_TOKEN": "t0ken"})
         assert settings.admin_token == "t0ken"
         assert "t0ken" not in repr(settings)
 
@@ -65,7 +74,7 @@ class TestTokens:
         reader = tmp_path / "read"
         reader.write_text("  peek ")
         env = {"SERVERMODE_ADMIN_TOKEN": "from-env", "SERVERMODE_READ_TOKEN_FILE": str(reader)}
-        settings = load_settings(env, admin_token_file=str(admin))
+        settings = settings_of(env, "--admin-token-file", str(admin))
         assert (settings.admin_token, settings.read_token) == ("from-file", "peek")
 
     @pytest.mark.parametrize("content", ["", "  \n"])
@@ -74,12 +83,12 @@ class TestTokens:
         path = tmp_path / "t"
         path.write_text(content)
         with pytest.raises(SettingsError, match="is empty"):
-            load_settings({}, admin_token_file=str(path))
+            settings_of({}, "--admin-token-file", str(path))
 
     def test_missing_token_file_is_an_error(self, tmp_path: Path) -> None:
         """A token file that cannot be read is named in the error."""
         with pytest.raises(SettingsError, match="cannot read token file"):
-            load_settings({}, admin_token_file=str(tmp_path / "absent"))
+            settings_of({}, "--admin-token-file", str(tmp_path / "absent"))
 
 
 class TestValidation:
@@ -89,10 +98,10 @@ class TestValidation:
             ({"SERVERMODE_PORT": "eighty"}, "SERVERMODE_PORT"),
             ({"SERVERMODE_PORT": "70000"}, "port must be between"),
             ({"SERVERMODE_DRAIN_TIMEOUT": "-1"}, "drain timeout"),
-            ({"SERVERMODE_TIMEOUT_POLICY": "panic"}, "timeout policy"),
-            ({"SERVERMODE_INITIAL_MODE": "holiday"}, "initial mode"),
+            ({"SERVERMODE_TIMEOUT_POLICY": "panic"}, "SERVERMODE_TIMEOUT_POLICY.*'panic' is not"),
+            ({"SERVERMODE_INITIAL_MODE": "holiday"}, "SERVERMODE_INITIAL_MODE.*'holiday' is not"),
             ({"SERVERMODE_RETRY_AFTER": "0"}, "retry-after"),
-            ({"SERVERMODE_LOG_FORMAT": "xml"}, "log format"),
+            ({"SERVERMODE_LOG_FORMAT": "xml"}, "SERVERMODE_LOG_FORMAT.*'xml' is not one of"),
             ({"SERVERMODE_INSECURE": "maybe"}, "SERVERMODE_INSECURE"),
             ({"SERVERMODE_ADMIN_TOKEN": " "}, "SERVERMODE_ADMIN_TOKEN is set but empty"),
         ],
@@ -100,7 +109,7 @@ class TestValidation:
     def test_bad_values_are_named(self, env: dict[str, str], message: str) -> None:
         """A bad value is refused with a message naming the setting."""
         with pytest.raises(SettingsError, match=message):
-            load_settings(env)
+            settings_of(env)
 
 
 class TestExposure:
@@ -155,8 +164,8 @@ class TestNumbers:
     ) -> None:
         variable = "SERVERMODE_" + name.upper()
         with pytest.raises(SettingsError) as error:
-            load_settings({variable: value})
-        assert str(error.value).startswith(f"{variable}: {message}")
+            settings_of({variable: value})
+        assert f"(env var: '{variable}'): {message}" in str(error.value)
 
     @pytest.mark.parametrize(
         ("name", "value"),
@@ -173,7 +182,7 @@ class TestNumbers:
     def test_an_unservable_value_given_directly(self, name: str, value: float) -> None:
         """Values given as flags (already numbers) are bounded the same way."""
         with pytest.raises(SettingsError, match=NUMBERS[name].label):
-            load_settings({}, **{name: value})
+            check_settings(Settings(**{name: value}))
 
     @pytest.mark.parametrize(
         ("name", "value"),
@@ -192,7 +201,7 @@ class TestNumbers:
         ],
     )
     def test_the_bounds_themselves_are_accepted(self, name: str, value: str) -> None:
-        settings = load_settings({"SERVERMODE_" + name.upper(): value})
+        settings = settings_of({"SERVERMODE_" + name.upper(): value})
         assert getattr(settings, name) == NUMBERS[name].kind(value)
 
     def test_the_longest_drain_is_a_week(self) -> None:
@@ -205,16 +214,16 @@ class TestNumbers:
 
 class TestWorkers:
     def test_one_worker_by_default(self) -> None:
-        assert load_settings({}).workers == 1
+        assert settings_of({}).workers == 1
 
     @pytest.mark.parametrize("how", ["environment", "flag"])
     def test_more_than_one_is_refused_pointing_at_fleet_mode(self, how: str) -> None:
         """Each worker would keep its own gate on one state file: refused until fleet mode."""
         with pytest.raises(SettingsError) as error:
             if how == "environment":
-                load_settings({"SERVERMODE_WORKERS": "4"})
+                settings_of({"SERVERMODE_WORKERS": "4"})
             else:
-                load_settings({}, workers=4)
+                settings_of({}, "--workers", "4")
         message = str(error.value)
         assert "workers must be 1, not 4" in message
         assert "own gate" in message and "fleet mode" in message
@@ -223,7 +232,7 @@ class TestWorkers:
 class TestForwardedAllowIps:
     def test_off_by_default(self) -> None:
         """No proxy is trusted unless listed: the client is the peer of the connection."""
-        assert load_settings({}).forwarded_allow_ips is None
+        assert settings_of({}).forwarded_allow_ips is None
 
     @pytest.mark.parametrize(
         ("value", "read"),
@@ -237,24 +246,26 @@ class TestForwardedAllowIps:
         ],
     )
     def test_addresses_and_networks(self, value: str, read: str | None) -> None:
-        assert load_settings({"SERVERMODE_FORWARDED_ALLOW_IPS": value}).forwarded_allow_ips == (
-            read
-        )
+        assert settings_of({"SERVERMODE_FORWARDED_ALLOW_IPS": value}).forwarded_allow_ips == (read)
         assert parse_forwarded_allow_ips(value) == read
 
     @pytest.mark.parametrize("value", ["proxy.internal", "10.0.0.1/8", "127.0.0.1,*", "300.1.1.1"])
     def test_what_uvicorn_would_misread_is_refused(self, value: str) -> None:
         """uvicorn takes an unreadable entry for a literal host name and trusts nothing (or
         the wrong thing) silently: here it is an error naming the entry."""
-        with pytest.raises(SettingsError, match=r"SERVERMODE_FORWARDED_ALLOW_IPS: .* is not an IP"):
-            load_settings({"SERVERMODE_FORWARDED_ALLOW_IPS": value})
+        with pytest.raises(
+            SettingsError, match=r"SERVERMODE_FORWARDED_ALLOW_IPS'\): .* is not an IP"
+        ):
+            settings_of({"SERVERMODE_FORWARDED_ALLOW_IPS": value})
+        with pytest.raises(SettingsError, match=r"'--forwarded-allow-ips'.*: .* is not an IP"):
+            settings_of({}, "--forwarded-allow-ips", value)
         with pytest.raises(SettingsError, match=r"forwarded-allow-ips: .* is not an IP"):
-            load_settings({}, forwarded_allow_ips=value)
+            check_settings(Settings(forwarded_allow_ips=value))
 
 
 class TestFleet:
     def test_several_workers_are_accepted_with_a_fleet(self) -> None:
-        settings = load_settings({"SERVERMODE_FLEET": "redis://127.0.0.1:6379/0"}, workers=4)
+        settings = settings_of({"SERVERMODE_FLEET": "redis://127.0.0.1:6379/0"}, "--workers", "4")
         assert (settings.workers, settings.fleet) == (4, "redis://127.0.0.1:6379/0")
 
     @pytest.mark.parametrize(
@@ -274,17 +285,14 @@ class TestFleet:
         self, environment: dict[str, str], says: str
     ) -> None:
         with pytest.raises(SettingsError, match=says):
-            load_settings(environment)
+            settings_of(environment)
 
     def test_the_environment_of_a_worker_gives_back_the_settings(self) -> None:
         from servermode.adapters.cli.settings import settings_environment
 
-        settings = load_settings(
+        settings = settings_of(
             {"SERVERMODE_ADMIN_TOKEN": "s3cret"},
-            fleet="redis://127.0.0.1:6379/2",
-            workers=3,
-            drain_timeout=7.5,
-            insecure=True,
-            instance_id="web",
+            *("--fleet", "redis://127.0.0.1:6379/2", "--workers", "3", "--drain-timeout", "7.5"),
+            *("--insecure", "--instance-id", "web", "--fleet-period", "0.2"),
         )
-        assert load_settings(settings_environment(settings)) == settings
+        assert settings_of(settings_environment(settings)) == settings

@@ -264,3 +264,82 @@ class TestLookupTables:
         rules = RouteRules.from_table(rows, default="d")
         normal = normalise_path(path)
         assert rules.classify(method, normal) == _reference_classify(rules, method, normal)
+
+
+class TestFromMapping:
+    """Route rules built from the ``routes`` and ``default_category`` of a config mapping."""
+
+    MAPPING = {  # noqa: RUF012
+        "default_category": "orders",
+        "routes": [
+            {"methods": ["GET", "head"], "path": "/api/reports", "category": "reports"},
+            {"path": "/admin/migrations", "category": "migrations"},
+        ],
+        "categories": "left to the policy",
+    }
+
+    @pytest.mark.parametrize(
+        ("method", "path", "category"),
+        [
+            ("GET", "/api/reports/7", "reports"),
+            ("HEAD", "/api/reports", "reports"),
+            ("POST", "/api/reports", "orders"),
+            ("DELETE", "/Admin/Migrations/3", "migrations"),
+            ("GET", "/api/orders/1", "orders"),
+            ("POST", "/server/mode", "admin"),
+        ],
+    )
+    def test_routes_and_default(self, method: str, path: str, category: str) -> None:
+        """The first matching route decides, the default takes the rest, servermode's own first."""
+        assert RouteRules.from_mapping(self.MAPPING).classify(method, path) == category
+
+    def test_no_routes_is_the_default_for_everything(self) -> None:
+        """``routes`` may be left out: every application request is the default category."""
+        rules = RouteRules.from_mapping({"default_category": "web"})
+        assert rules.classify("POST", "/anything") == "web"
+
+    @pytest.mark.parametrize(
+        ("mapping", "message"),
+        [
+            ({}, "default_category: expected the category"),
+            ({"default_category": "x", "routes": {}}, "routes: expected a list"),
+            ({"default_category": "x", "routes": ["/api"]}, "routes[1]: expected a table"),
+            (
+                {
+                    "default_category": "x",
+                    "routes": [{"path": "/a", "category": "c", "method": []}],
+                },
+                "routes[1].method: unknown key",
+            ),
+            (
+                {"default_category": "x", "routes": [{"path": "api", "category": "c"}]},
+                "routes[1].path: expected a path starting with '/'",
+            ),
+            (
+                {"default_category": "x", "routes": [{"path": "/a"}]},
+                "routes[1].category: expected a category name",
+            ),
+            (
+                {
+                    "default_category": "x",
+                    "routes": [{"path": "/a", "category": "c", "methods": "GET"}],
+                },
+                "routes[1].methods: expected a list of HTTP methods",
+            ),
+            (
+                {
+                    "default_category": "x",
+                    "routes": [
+                        {"path": "/a", "category": "c"},
+                        {"path": "/server", "category": "c"},
+                    ],
+                },
+                "routes[2].path: rule 2 (* /server -> c) covers servermode's own routes",
+            ),
+        ],
+    )
+    def test_mistakes_name_the_key(self, mapping: dict[str, object], message: str) -> None:
+        """Each mistake is a ValueError whose message starts with the key."""
+        with pytest.raises(ValueError) as raised:
+            RouteRules.from_mapping(mapping)
+        assert str(raised.value).startswith(message), raised.value

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,33 @@ from servermode.core import (
 # A counted category that each steady mode admits: a request of it must be drained.
 CATEGORY = {Mode.PRODUCTION: "profile", Mode.MAINTENANCE: "schema"}
 OTHER = {Mode.PRODUCTION: Mode.MAINTENANCE, Mode.MAINTENANCE: Mode.PRODUCTION}
+
+
+# Starts a switch that cannot drain (a request is held), says so once the drain is saved,
+# and waits to be killed.
+CRASH_IN_MID_DRAIN = """
+import asyncio, sqlite3, time
+from servermode.adapters.store.sqlite import SQLiteStore
+from servermode.core import ModeController
+
+async def main():
+    controller = ModeController(SQLiteStore({path!r}), drain_timeout=60)
+    await controller.start()
+    controller.admit("profile")
+    asyncio.get_running_loop().create_task(controller.set_mode(
+        "maintenance", actor="admin", client="10.0.0.7:4000", request_id="req-42",
+        reason="schema upgrade"))
+    while True:
+        probe = sqlite3.connect({path!r})
+        state = probe.execute("SELECT state FROM mode_state").fetchone()[0]
+        probe.close()
+        if state == "draining_to_maintenance":
+            print("draining", flush=True)
+            await asyncio.sleep(60)
+        await asyncio.sleep(0.01)
+
+asyncio.run(main())
+"""
 
 
 def controller_on(path: Path, **options: Any) -> ModeController:
@@ -131,6 +160,33 @@ class TestRestart:
             assert await third.start() is None
             assert third.state is target.state
             await third.close()
+
+        asyncio.run(scenario())
+
+    def test_a_recovered_drain_names_who_asked_for_it(self, db_path: Path) -> None:
+        """A process killed in mid-drain: the recovered record keeps the actor, client, request
+        id and reason of the switch it interrupted (issue 10)."""
+        script = CRASH_IN_MID_DRAIN.format(path=str(db_path))
+        with subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+        ) as process:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "draining"
+            process.kill()
+            process.wait(10)
+
+        async def scenario() -> None:
+            controller = controller_on(db_path)
+            record = await controller.start()
+            assert record is not None and record.outcome is Outcome.RECOVERED
+            assert (record.actor, record.client, record.request_id, record.reason) == (
+                "admin",
+                "10.0.0.7:4000",
+                "req-42",
+                "schema upgrade",
+            )
+            assert await controller.history(limit=1) == [record]
+            await controller.close()
 
         asyncio.run(scenario())
 

@@ -130,6 +130,44 @@ class TestRoundTrip:
         assert store.history(limit=1) == [new]
         assert raw(db_path).execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
+    def test_who_asked_for_a_drain_is_kept_with_its_intent(self, db_path: Path) -> None:
+        """The actor, client, request id and reason of a draining state read back (issue 10)."""
+        intent = PersistedState(
+            State.DRAINING_TO_MAINTENANCE,
+            T0,
+            T0,
+            T0 + timedelta(seconds=30),
+            actor="admin",
+            client="127.0.0.1:5000",
+            request_id="req-7",
+            reason="schema upgrade",
+        )
+        store = SQLiteStore(db_path)
+        store.save(intent)
+        store.close()
+        assert SQLiteStore(db_path).load() == intent
+
+    def test_a_version_2_draining_state_is_upgraded(self, db_path: Path) -> None:
+        """A drain saved before the intent kept who asked reads back with no one named."""
+        from servermode.adapters.store import sqlite
+
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        connection = raw(db_path)
+        for statements in sqlite._MIGRATIONS[:2]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute("PRAGMA user_version = 2")
+        connection.execute(
+            "INSERT INTO mode_state VALUES (1, 'draining_to_maintenance', 'production', "
+            "'maintenance', ?, ?, ?, 1)",
+            (T0.isoformat(), T0.isoformat(), T0.isoformat()),
+        )
+        connection.close()
+        loaded = SQLiteStore(db_path).load()
+        assert loaded == PersistedState(State.DRAINING_TO_MAINTENANCE, T0, T0, T0)
+        assert raw(db_path).execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
     def test_a_record_with_empty_fields_round_trips(
         self, db_path: Path, make_record: MakeRecord
     ) -> None:
