@@ -155,14 +155,14 @@ class AdminRoutes:
         )
 
     async def fleet(self, request: Request) -> Response:
-        """The fleet's instances (as last read) and its recent records (read from the engine)."""
+        """The fleet's instances and its recent records (read from the engine); a service
+        without --fleet answers ``{"fleet": null, "records": []}``."""
         self.auth.require(request.headers.get("authorization"), Role.READER)
         limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
         controller = self.controller
-        if not isinstance(controller, FleetController):
-            raise ProblemError(
-                Problem.NOT_FOUND,
-                "this service runs alone: start it with --fleet to share its mode with a fleet",
+        if not isinstance(controller, FleetController):  # alone: no fleet, no fleet records
+            return JSONResponse(
+                {"fleet": None, "records": []}, headers={"Cache-Control": "no-store"}
             )
         await controller.fleet.refresh_members()
         records = await controller.fleet.records(limit)

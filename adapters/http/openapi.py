@@ -240,7 +240,10 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["fleet", "records"],
         "properties": {
-            "fleet": _ref("Fleet"),
+            "fleet": {
+                "anyOf": [_ref("Fleet"), {"type": "null"}],
+                "description": "null when the service runs without --fleet",
+            },
             "records": {"type": "array", "items": _ref("FleetRecord")},
         },
         "additionalProperties": False,
@@ -377,7 +380,7 @@ PATHS: dict[str, Any] = {
     },
     FLEET_PATH: {
         "get": {
-            "summary": "The fleet's instances and its recent records (with --fleet)",
+            "summary": "The fleet's instances and its recent records (null without --fleet)",
             "operationId": "getFleet",
             "security": _READ_SECURITY,
             "parameters": [
@@ -391,7 +394,6 @@ PATHS: dict[str, Any] = {
                 "200": _json(_ref("FleetPage"), "the fleet"),
                 "400": _error("bad limit"),
                 "401": _error("no or wrong bearer token (when a read token is configured)"),
-                "404": _error("this service runs without --fleet"),
                 "503": _error("the fleet engine could not be read"),
             },
         }

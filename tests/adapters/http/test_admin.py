@@ -383,12 +383,11 @@ class TestEmbeddedRoutes:
         assert int(busy.headers["retry-after"]) >= 1
 
 
-def test_the_fleet_route_without_a_fleet_is_a_documented_404() -> None:
-    """GET /server/fleet belongs to servermode: without --fleet it says how to get one."""
+def test_the_fleet_route_without_a_fleet_says_there_is_none() -> None:
+    """GET /server/fleet belongs to servermode: without --fleet, no fleet and no records."""
     from ..helpers import assert_documented, serving
 
     with serving() as (client, _):
         answer = client.get("/server/fleet")
-    assert answer.status_code == 404
-    body = assert_documented(answer, "/server/fleet", "GET")
-    assert "--fleet" in body["description"]
+    assert answer.status_code == 200
+    assert assert_documented(answer, "/server/fleet", "GET") == {"fleet": None, "records": []}
