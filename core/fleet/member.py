@@ -36,7 +36,7 @@ from ..errors import ModeChangeCancelled, ModeChangeRolledBack, SwitchInProgress
 from ..machine import TimeoutPolicy, Trigger
 from ..modes import Mode, State, parse_mode
 from ..records import Outcome, TransitionRecord, utc_now
-from .barrier import barrier, cancellation, completion, switch_state
+from .barrier import barrier, cancellation, completion, draining_to, switch_state
 from .engine import FleetEngine, FleetEngineUnavailable, Wake
 from .node import LocalDrain, LocalNode
 from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, Heartbeat, ReportOutcome
@@ -52,6 +52,15 @@ _LOCAL_OUTCOME = {
     FleetOutcome.ROLLED_BACK: (Outcome.ROLLED_BACK, Trigger.DRAIN_TIMED_OUT),
     FleetOutcome.CANCELLED: (Outcome.CANCELLED, Trigger.CANCEL),
 }
+
+
+@dataclass(slots=True)
+class _CatchingUp:
+    """A local drain toward the fleet's steady state, outside any fleet switch."""
+
+    target: State
+    drain: LocalDrain
+    deadline: float  # wall clock
 
 
 @dataclass(slots=True)
@@ -130,6 +139,7 @@ class FleetMember:
         self.waiting: set[str] = set()
         self._members_read = -1e18
         self._following: _Following | None = None
+        self._catching: _CatchingUp | None = None
         self._since = clock()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -189,10 +199,12 @@ class FleetMember:
 
     def _next_wait(self) -> float:
         # Wake at a drain's deadline rather than up to a period after it.
-        following = self._following
+        following, catching = self._following, self._catching
         if following is not None and following.report is None:
             deadline = following.fleet.deadline or 0.0
             return max(0.0, min(self.period, deadline - self.clock()))
+        if catching is not None:
+            return max(0.0, min(self.period, catching.deadline - self.clock()))
         return self.period
 
     async def stop(self) -> None:
@@ -320,6 +332,7 @@ class FleetMember:
                 return
             if following is not None:  # a drain whose end this instance never saw
                 await self._settle(following, fleet.mode.state, None)
+            self._catching = None  # the fleet's drain takes over from catching up
             assert fleet.deadline is not None
             drain = self.node.enter_drain(fleet.state, fleet.deadline - self.clock())
             drain.drained.add_done_callback(lambda _: self._wake.set())
@@ -336,19 +349,44 @@ class FleetMember:
         self.waiting = set()
         if following is not None:
             await self._settle(following, fleet.state, fleet)
-        elif self.node.state is not fleet.state:
-            record = TransitionRecord(
-                from_state=self.node.state,
-                to_state=fleet.state,
-                trigger=None,
-                target_mode=fleet.mode,
-                outcome=Outcome.RECOVERED,
-                at=utc_now(),
-                actor=self.instance,
-                reason=f"following the fleet (epoch {fleet.epoch}, {fleet.outcome})",
+        else:
+            await self._catch_up(fleet)
+
+    async def _catch_up(self, fleet: FleetState) -> None:
+        """Reach steady ``fleet`` from another mode (a switch missed while the engine was lost,
+        or a start): refuse what the fleet's mode refuses at once, drain the requests of the
+        old kind (at most ``drain_timeout``), then settle. Never a jump with them running."""
+        catching = self._catching
+        if catching is not None and catching.target is not fleet.state:
+            catching = self._catching = None  # the fleet moved on: aim again from here
+        if catching is None:
+            if self.node.state is fleet.state:
+                return
+            drain = self.node.enter_drain(draining_to(fleet.mode), self.drain_timeout)
+            drain.drained.add_done_callback(lambda _: self._wake.set())
+            catching = self._catching = _CatchingUp(
+                fleet.state, drain, self.clock() + self.drain_timeout
             )
-            await self.node.settle(fleet.state, record)
-            self._since = self.clock()
+        drained = catching.drain.drained.done()
+        if not drained and self.clock() < catching.deadline:
+            return  # the next round looks again (the drain's end wakes it)
+        self._catching = None
+        record = TransitionRecord(
+            from_state=catching.drain.source,
+            to_state=fleet.state,
+            trigger=Trigger.RECOVER.value,
+            target_mode=fleet.mode,
+            outcome=Outcome.RECOVERED,
+            at=utc_now(),
+            duration_ms=max(0.0, (self.clock() - catching.drain.started) * 1000),
+            actor=self.instance,
+            reason=f"following the fleet (epoch {fleet.epoch}, {fleet.outcome})",
+            in_flight=catching.drain.in_flight,
+            stragglers={} if drained else self.node.outgoing(catching.drain.state),
+            closed=catching.drain.closed,
+        )
+        await self.node.settle(fleet.state, record)
+        self._since = self.clock()
 
     async def _settle(
         self, following: _Following, state: State, fleet: FleetState | None

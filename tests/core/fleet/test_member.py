@@ -470,3 +470,54 @@ class TestCancel:
             fl["A"].gate.admit("profile").release()  # production again, everywhere
 
         run(scenario)
+
+
+class TestCatchingUp:
+    def test_back_after_a_missed_switch_it_drains_before_it_follows(self) -> None:
+        """A request of the old kind still runs: the instance refuses new ones at once, and
+        enters the fleet's mode only once it ended, never with it running."""
+
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock)
+            running = fl["A"].gate.admit("profile")
+            clock.advance(TTL + 0.1)  # A is cut off: its heartbeat expires
+            switch = asyncio.create_task(fl["B"].member.switch("maintenance"))
+            await settle_tasks()
+            await rounds([fl["B"]], 2)
+            await switch
+            await rounds([fl["A"]])  # back: the fleet is in maintenance
+            assert fl["A"].state is TO_M
+            with pytest.raises(Refused):
+                fl["A"].gate.admit("profile")
+            await rounds([fl["A"]])
+            assert fl["A"].state is TO_M  # still running: still draining
+            running.release()
+            await rounds([fl["A"]])
+            assert fl["A"].state is M
+            (record, *_) = fl["A"].store.history()
+            assert (record.outcome, record.stragglers) == (Outcome.RECOVERED, {})
+
+        run(scenario)
+
+    def test_a_request_that_never_ends_is_cut_after_the_drain_timeout(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock)
+            fl["A"].gate.admit("service")  # hangs
+            clock.advance(TTL + 0.1)
+            switch = asyncio.create_task(fl["B"].member.switch("maintenance"))
+            await settle_tasks()
+            await rounds([fl["B"]], 2)
+            await switch
+            await rounds([fl["A"]])
+            assert fl["A"].state is TO_M
+            clock.advance(TIMEOUT)
+            await rounds([fl["A"]])
+            assert fl["A"].state is M
+            (record, *_) = fl["A"].store.history()
+            assert record.stragglers == {"service": 1}
+
+        run(scenario)
