@@ -159,3 +159,69 @@ def until(predicate: Callable[[], bool], timeout: float = 10, what: str = "condi
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
         time.sleep(0.02)
+
+
+def flip_under_load(names: str, flips: int, clients: int) -> None:
+    """Clients send every category through every instance while the fleet flips ``flips``
+    times through random instances. No request runs (as the app observes it) in a mode that
+    refuses its category, every answer is a 200 or a 503, and every switch that answered
+    200 has exactly one fleet record."""
+    import random
+
+    from servermode.core import CONTEXT_SERVICES, State
+
+    routes = [
+        ("GET", "/profiles/1", "profile"),
+        ("GET", "/services/1", "service"),
+        ("GET", "/metadata/profiles/extensions", "schema_read"),
+        ("POST", "/metadata/profiles/extensions", "schema"),
+    ]
+    with fleet_of(*names, SERVERMODE_DRAIN_TIMEOUT="5") as (_, fleet):
+        instances = list(fleet.values())
+        stop = threading.Event()
+        seen: list[tuple[str, str, str]] = []
+        errors: list[str] = []
+
+        def hammer(seed: int) -> None:
+            rng = random.Random(seed)
+            with httpx2.Client(timeout=10) as client:
+                while not stop.is_set():
+                    method, path, category = rng.choice(routes)
+                    url = rng.choice(instances).url + f"{path}?delay={rng.choice([0, 0.02, 0.1])}"
+                    answer = client.request(method, url)
+                    if answer.status_code == 200:
+                        body = answer.json()
+                        seen.append((category, body["seen"]["start"], body["seen"]["end"]))
+                    elif answer.status_code != 503:
+                        errors.append(f"{method} {url}: {answer.status_code} {answer.text}")
+
+        workers = [threading.Thread(target=hammer, args=(n,), daemon=True) for n in range(clients)]
+        for worker in workers:
+            worker.start()
+        rng = random.Random(7)
+        switched = 0
+        mode = "production"
+        try:
+            for _ in range(flips):
+                mode = "maintenance" if mode == "production" else "production"
+                answer = rng.choice(instances).switch(mode)
+                assert answer.status_code == 200, answer.text
+                switched += answer.headers["Servermode-Outcome"] != "noop"
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(15)
+        assert errors == []
+        assert len(seen) > 50
+        # Admitted in a mode that admits it, and still in such a mode when it ended (a drain
+        # under way is the mode it leaves: it may not end before the request does).
+        wrong = [
+            s
+            for s in seen
+            if not all(CONTEXT_SERVICES.admits(State(state).mode.state, s[0]) for state in s[1:])
+        ]
+        assert wrong == []
+        answer = instances[0].get("/server/fleet", params={"limit": 500})
+        records = [r for r in answer.json()["records"] if r["outcome"] != "initialized"]
+        assert len(records) == switched == flips
+        assert len({r["epoch"] for r in records}) == len(records)

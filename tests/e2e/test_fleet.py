@@ -10,7 +10,7 @@ import httpx2
 
 from tests.adapters.helpers import assert_documented
 
-from .fleet import Background, Instance, add_instance, fleet_of, until
+from .fleet import Background, Instance, add_instance, fleet_of, flip_under_load, until
 from .servers import cli
 
 PROFILE = "/profiles/1"
@@ -193,64 +193,8 @@ def test_an_instance_that_cannot_reach_redis_does_not_start() -> None:
 
 def test_load_through_every_instance_while_the_fleet_flips() -> None:
     """No request runs (as the app observes it) in a state that refuses its category, and
-    every switch that answered 200 has exactly one fleet record."""
-    import random
-    import threading
-
-    from servermode.core import CONTEXT_SERVICES, State
-
-    routes = [
-        ("GET", "/profiles/1", "profile"),
-        ("GET", "/services/1", "service"),
-        ("GET", "/metadata/profiles/extensions", "schema_read"),
-        ("POST", "/metadata/profiles/extensions", "schema"),
-    ]
-    with fleet_of("A", "B", "C", SERVERMODE_DRAIN_TIMEOUT="5") as (_, fleet):
-        instances = list(fleet.values())
-        stop = threading.Event()
-        seen: list[tuple[str, str, str]] = []
-        errors: list[str] = []
-
-        def hammer(seed: int) -> None:
-            rng = random.Random(seed)
-            with httpx2.Client(timeout=10) as client:
-                while not stop.is_set():
-                    method, path, category = rng.choice(routes)
-                    url = rng.choice(instances).url + f"{path}?delay={rng.choice([0, 0.02, 0.1])}"
-                    answer = client.request(method, url)
-                    if answer.status_code == 200:
-                        body = answer.json()
-                        seen.append((category, body["seen"]["start"], body["seen"]["end"]))
-                    elif answer.status_code != 503:
-                        errors.append(f"{method} {url}: {answer.status_code} {answer.text}")
-
-        workers = [threading.Thread(target=hammer, args=(n,), daemon=True) for n in range(6)]
-        for worker in workers:
-            worker.start()
-        rng = random.Random(7)
-        switched = 0
-        mode = "production"
-        for _ in range(6):
-            mode = "maintenance" if mode == "production" else "production"
-            answer = rng.choice(instances).switch(mode)
-            assert answer.status_code == 200, answer.text
-            switched += answer.headers["Servermode-Outcome"] != "noop"
-        stop.set()
-        for worker in workers:
-            worker.join(15)
-        assert errors == []
-        assert len(seen) > 50
-        # Admitted in a mode that admits it, and still in such a mode when it ended (a drain
-        # under way is the mode it leaves: it may not end before the request does).
-        wrong = [
-            s
-            for s in seen
-            if not all(CONTEXT_SERVICES.admits(State(state).mode.state, s[0]) for state in s[1:])
-        ]
-        assert wrong == []
-        records = [r for r in fleet_records(fleet["A"]) if r["outcome"] != "initialized"]
-        assert len(records) == switched == 6
-        assert len({r["epoch"] for r in records}) == len(records)
+    every switch that answered 200 has exactly one fleet record (longer: make soak)."""
+    flip_under_load(names="ABC", flips=6, clients=6)
 
 
 def test_a_cancel_on_another_instance_ends_the_fleet_switch() -> None:
