@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from servermode.core import InvalidMode, ModeController, State, parse_mode
-from servermode.core.fleet import FleetController
+from servermode.core.fleet import FleetController, NoSuchInstance
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -58,6 +58,7 @@ DEFAULT_BODY_TIMEOUT = 10.0
 HISTORY_LIMITS = (1, 500)
 HISTORY_DEFAULT = 50
 MAX_REASON = 500
+MAX_INSTANCE = 200
 MAX_REQUEST_ID = 128
 
 
@@ -111,15 +112,15 @@ class AdminRoutes:
 
     async def set_mode(self, request: Request) -> Response:
         principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
-        mode, reason = _parse_mode_request(await self._read_json_body(request))
+        mode, reason, instance = _parse_mode_request(await self._read_json_body(request))
         request_id = _request_id(request)
-        record = await self.controller.set_mode(
-            mode,
-            actor=principal.name,
-            client=_client(request),
-            request_id=request_id,
-            reason=reason,
-        )
+        who = {"actor": principal.name, "client": _client(request), "request_id": request_id}
+        if instance is None:
+            record = await self.controller.set_mode(mode, reason=reason, **who)
+        elif isinstance(self.controller, FleetController):  # one instance out, or back in
+            record = await self.controller.switch_instance(instance, mode, reason=reason, **who)
+        else:
+            raise NoSuchInstance(instance)
         body = json.dumps({"server changed": record.to_state.mode.value}, separators=(",", ":"))
         return Response(
             body,
@@ -235,8 +236,9 @@ class AdminRoutes:
         return bytes(body)
 
 
-def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
-    """``{"mode": ..., "reason": ...}`` -> (mode name, reason); anything else is a 400."""
+def _parse_mode_request(body: bytes) -> tuple[str, str | None, str | None]:
+    """``{"mode": ..., "reason": ..., "instance": ...}`` -> (mode name, reason, instance);
+    anything else is a 400."""
     data = _strict_json(body)
     if not isinstance(data, dict):
         raise ProblemError(
@@ -266,7 +268,18 @@ def _parse_mode_request(body: bytes) -> tuple[str, str | None]:
             f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
             f"characters, without control characters",
         )
-    return mode.value, reason
+    instance = data.get("instance")
+    if instance is not None and (
+        not isinstance(instance, str)
+        or not 0 < len(instance) <= MAX_INSTANCE
+        or not _plain_text(instance)
+    ):
+        raise ProblemError(
+            Problem.BAD_PARAMETER,
+            f"bad instance {_shorten(json.dumps(instance))}: the name of a live instance of "
+            f"the fleet, a string of 1 to {MAX_INSTANCE} characters without control characters",
+        )
+    return mode.value, reason, instance
 
 
 def _plain_text(text: str) -> bool:

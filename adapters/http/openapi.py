@@ -112,6 +112,14 @@ SCHEMAS: dict[str, Any] = {
                 "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
                 "description": "kept in the audit (null: none)",
             },
+            "instance": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": 200,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+                "description": "fleet mode: put this one live instance alone in the mode (out of "
+                "the fleet), or back in the fleet when the mode is the fleet's",
+            },
         },
     },
     "ModeChanged": {
@@ -178,6 +186,10 @@ SCHEMAS: dict[str, Any] = {
         "required": ["instance", "engine", "epoch", "state", "mode", "instances"],
         "properties": {
             "instance": {"type": "string", "description": "this instance"},
+            "out": {
+                "anyOf": [_MODE, {"type": "null"}],
+                "description": "this instance's own mode, while it is out of the fleet",
+            },
             "engine": {"type": "string", "enum": ["connected", "lost"]},
             "engine_error": {"type": "string", "description": "only while lost"},
             "engine_lost_since": {**_TIME, "description": "only while lost"},
@@ -208,6 +220,10 @@ SCHEMAS: dict[str, Any] = {
             "since": _TIME,
             "seen": {**_TIME, "description": "its last heartbeat"},
             "reported": {"anyOf": [_enum(ReportOutcome), {"type": "null"}]},
+            "out": {
+                "anyOf": [_MODE, {"type": "null"}],
+                "description": "the mode it was put in alone, out of the fleet",
+            },
         },
         "additionalProperties": False,
     },
@@ -331,6 +347,7 @@ PATHS: dict[str, Any] = {
                 "408": _error("the body did not arrive within the body timeout"),
                 "413": _error("body over the size limit"),
                 "415": _error("body not declared JSON (Content-Type), or no Content-Type"),
+                "409": _error("no live instance of that name (or no fleet) for the instance"),
                 "503": {
                     **_error(
                         "a switch is under way, the drain timed out under the rollback policy, "

@@ -10,6 +10,7 @@ Keys, under a prefix so that several fleets share one Redis (``servermode`` by d
 - ``<prefix>:member:<instance>``: each instance's heartbeat, JSON, with a TTL (PX);
   ``<prefix>:members``, the set of instance names, pruned of expired ones when read.
 - ``<prefix>:reports:<epoch>``: a hash of the drain reports of one epoch (expires in a day).
+- ``<prefix>:out:<instance>``: the mode of an instance taken out of the fleet, while it is.
 - ``<prefix>:wake`` (pub/sub channel): a hint to read early, published at each change of the
   state; ``<prefix>:wake:<instance>``: a report for the instance that checks the barrier.
   Keys are the truth: the members
@@ -40,6 +41,7 @@ from servermode.core.fleet import (
     FleetRecord,
     FleetState,
     Heartbeat,
+    InstanceOut,
     Wake,
 )
 
@@ -122,6 +124,9 @@ class RedisFleetEngine:
     def _member(self, instance: str) -> str:
         return f"{self.prefix}:member:{instance}"
 
+    def _out(self, instance: str) -> str:
+        return f"{self.prefix}:out:{instance}"
+
     def _own_channel(self, instance: str) -> str:
         return f"{self.channel}:{instance}"
 
@@ -142,6 +147,35 @@ class RedisFleetEngine:
         async def read() -> FleetState | None:
             raw = await self._redis.get(self.key_state)
             return None if raw is None else FleetState.from_dict(json.loads(raw))
+
+        return await self._call(read())
+
+    async def load_member(self, instance: str) -> tuple[FleetState | None, InstanceOut | None]:
+        async def read() -> tuple[FleetState | None, InstanceOut | None]:
+            state, out = await self._redis.mget([self.key_state, self._out(instance)])
+            return (
+                None if state is None else FleetState.from_dict(json.loads(state)),
+                None if out is None else InstanceOut.from_dict(json.loads(out)),
+            )
+
+        return await self._call(read())
+
+    async def set_out(self, instance: str, out: InstanceOut | None) -> None:
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if out is None:
+                    pipe.delete(self._out(instance))
+                else:
+                    pipe.set(self._out(instance), _dumps(out.to_dict()))
+                pipe.publish(self._own_channel(instance), Wake.STATE.value)
+                await pipe.execute()
+
+        await self._call(write())
+
+    async def heartbeat(self, instance: str) -> Heartbeat | None:
+        async def read() -> Heartbeat | None:
+            raw = await self._redis.get(self._member(instance))
+            return None if raw is None else Heartbeat.from_dict(json.loads(raw))
 
         return await self._call(read())
 

@@ -19,7 +19,7 @@ from .barrier import (
     switch_state,
 )
 from .controller import FleetController
-from .engine import FleetEngine, FleetEngineUnavailable, Wake
+from .engine import FleetEngine, FleetEngineUnavailable, NoSuchInstance, Wake
 from .fake import InMemoryFleetEngine
 from .member import FleetMember
 from .node import GateNode, LocalDrain, LocalNode
@@ -29,6 +29,7 @@ from .records import (
     FleetRecord,
     FleetState,
     Heartbeat,
+    InstanceOut,
     ReportOutcome,
 )
 
@@ -48,8 +49,10 @@ __all__ = [
     "GateNode",
     "Heartbeat",
     "InMemoryFleetEngine",
+    "InstanceOut",
     "LocalDrain",
     "LocalNode",
+    "NoSuchInstance",
     "ReportOutcome",
     "Wake",
     "barrier",

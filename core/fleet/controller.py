@@ -120,6 +120,23 @@ class FleetController(ModeController):
             mode, actor=actor, client=client, request_id=request_id, reason=reason
         )
 
+    async def switch_instance(
+        self,
+        instance: str,
+        mode: Mode | str,
+        *,
+        actor: str | None = None,
+        client: str | None = None,
+        request_id: str | None = None,
+        reason: str | None = None,
+    ) -> TransitionRecord:
+        """Put one instance alone in ``mode``, or back (see :meth:`FleetMember.switch_instance`)."""
+        if not self._joined:
+            raise RuntimeError("FleetController.start() must be awaited before switch_instance()")
+        return await self.fleet.switch_instance(
+            instance, mode, actor=actor, client=client, request_id=request_id, reason=reason
+        )
+
     async def cancel(
         self, *, actor: str | None = None, reason: str | None = None
     ) -> TransitionRecord | None:

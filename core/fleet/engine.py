@@ -14,10 +14,10 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Protocol
 
-from ..errors import StoreError
-from .records import DrainReport, FleetRecord, FleetState, Heartbeat
+from ..errors import ServerModeError, StoreError
+from .records import DrainReport, FleetRecord, FleetState, Heartbeat, InstanceOut
 
-__all__ = ["FleetEngine", "FleetEngineUnavailable", "Wake"]
+__all__ = ["FleetEngine", "FleetEngineUnavailable", "NoSuchInstance", "Wake"]
 
 
 class Wake(StrEnum):
@@ -39,9 +39,34 @@ class FleetEngineUnavailable(StoreError):
         super().__init__(f"the fleet engine is unreachable ({reason}); mode changes are refused")
 
 
+class NoSuchInstance(ServerModeError):
+    """An instance selector that names no live instance of the fleet (or there is no fleet)."""
+
+    def __init__(self, instance: str, live: list[str] | None = None) -> None:
+        self.instance = instance
+        if live is None:
+            message = f"this service runs alone (no --fleet): there is no instance {instance!r}"
+        else:
+            shown = ", ".join(live[:20]) + (", ..." if len(live) > 20 else "")
+            message = f"no live instance named {instance!r} in the fleet (live: {shown or 'none'})"
+        super().__init__(message)
+
+
 class FleetEngine(Protocol):
     async def load(self) -> FleetState | None:
         """The fleet state, or None when the engine holds none (new, or emptied)."""
+        ...
+
+    async def load_member(self, instance: str) -> tuple[FleetState | None, InstanceOut | None]:
+        """The fleet state and ``instance``'s own mode, if it is out (one round trip)."""
+        ...
+
+    async def set_out(self, instance: str, out: InstanceOut | None) -> None:
+        """Put ``instance`` out of the fleet in ``out.mode`` (None: back in); wakes it."""
+        ...
+
+    async def heartbeat(self, instance: str) -> Heartbeat | None:
+        """``instance``'s heartbeat, or None when it has expired (O(1))."""
         ...
 
     async def compare_and_set(

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from .engine import FleetEngineUnavailable, Wake
-from .records import DrainReport, FleetRecord, FleetState, Heartbeat
+from .records import DrainReport, FleetRecord, FleetState, Heartbeat, InstanceOut
 
 __all__ = ["InMemoryFleetEngine"]
 
@@ -27,6 +27,7 @@ class InMemoryFleetEngine:
         self._beats: dict[str, tuple[float, Heartbeat]] = {}
         self._reports: dict[int, dict[str, DrainReport]] = {}
         self._records: list[FleetRecord] = []
+        self._out: dict[str, InstanceOut] = {}
         self._subscribers: dict[str, list[Callable[[Wake], None]]] = {}
 
     async def _call(self) -> None:
@@ -42,6 +43,7 @@ class InMemoryFleetEngine:
         self._beats.clear()
         self._reports.clear()
         self._records.clear()
+        self._out.clear()
 
     def _wake(self, what: Wake, only: str | None = None) -> None:
         for instance, wakes in self._subscribers.items():
@@ -52,6 +54,21 @@ class InMemoryFleetEngine:
     async def load(self) -> FleetState | None:
         await self._call()
         return self._state
+
+    async def load_member(self, instance: str) -> tuple[FleetState | None, InstanceOut | None]:
+        await self._call()
+        return self._state, self._out.get(instance)
+
+    async def set_out(self, instance: str, out: InstanceOut | None) -> None:
+        await self._call()
+        if out is None:
+            self._out.pop(instance, None)
+        else:
+            self._out[instance] = out
+        self._wake(Wake.STATE, only=instance)
+
+    async def heartbeat(self, instance: str) -> Heartbeat | None:
+        return next((b for b in await self.members() if b.instance == instance), None)
 
     async def compare_and_set(
         self, expected_epoch: int | None, state: FleetState, record: FleetRecord | None = None

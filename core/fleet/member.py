@@ -37,9 +37,17 @@ from ..machine import TimeoutPolicy, Trigger
 from ..modes import Mode, State, parse_mode
 from ..records import Outcome, TransitionRecord, utc_now
 from .barrier import barrier, cancellation, completion, draining_to, switch_state
-from .engine import FleetEngine, FleetEngineUnavailable, Wake
+from .engine import FleetEngine, FleetEngineUnavailable, NoSuchInstance, Wake
 from .node import LocalDrain, LocalNode
-from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, Heartbeat, ReportOutcome
+from .records import (
+    DrainReport,
+    FleetOutcome,
+    FleetRecord,
+    FleetState,
+    Heartbeat,
+    InstanceOut,
+    ReportOutcome,
+)
 
 __all__ = ["FleetMember"]
 
@@ -140,6 +148,10 @@ class FleetMember:
         self._members_read = -1e18
         self._following: _Following | None = None
         self._catching: _CatchingUp | None = None
+        #: This instance's own mode while it is out of the fleet (None: it follows the fleet).
+        self.out: InstanceOut | None = None
+        self._out_report: DrainReport | None = None
+        self._back_in: InstanceOut | None = None  # set when it was out, until it is back
         self._since = clock()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -227,7 +239,10 @@ class FleetMember:
         async with self._lock:
             self._rounds += 1
             try:
-                fleet = await self.engine.load()
+                previous = self.out
+                fleet, self.out = await self.engine.load_member(self.instance)
+                if previous is not None and self.out is None:
+                    self._back_in = previous
                 if fleet is None:
                     fleet = await self._reseed()
                 self._reached()
@@ -307,7 +322,8 @@ class FleetMember:
     async def _beat(self) -> None:
         known = self.known
         following = self._following
-        report = following.report if following is not None else None
+        report = following.report if following is not None else self._out_report
+        out = self.out
         await self.engine.beat(
             Heartbeat(
                 instance=self.instance,
@@ -317,6 +333,7 @@ class FleetMember:
                 since=self._since,
                 at=self.clock(),
                 reported=str(report.outcome) if report is not None else None,
+                out=str(out.mode) if out is not None else None,
             ),
             self.heartbeat_ttl,
         )
@@ -332,6 +349,9 @@ class FleetMember:
                 return
             if following is not None:  # a drain whose end this instance never saw
                 await self._settle(following, fleet.mode.state, None)
+            if self.out is not None:  # out of the fleet: it keeps its own mode (and says so)
+                await self._catch_up(self.out.mode.state, fleet, self.out)
+                return
             self._catching = None  # the fleet's drain takes over from catching up
             assert fleet.deadline is not None
             drain = self.node.enter_drain(fleet.state, fleet.deadline - self.clock())
@@ -347,46 +367,79 @@ class FleetMember:
             )
             return
         self.waiting = set()
+        self._out_report = None
         if following is not None:
             await self._settle(following, fleet.state, fleet)
         else:
-            await self._catch_up(fleet)
+            out = self.out
+            await self._catch_up(out.mode.state if out else fleet.state, fleet, out)
 
-    async def _catch_up(self, fleet: FleetState) -> None:
-        """Reach steady ``fleet`` from another mode (a switch missed while the engine was lost,
-        or a start): refuse what the fleet's mode refuses at once, drain the requests of the
-        old kind (at most ``drain_timeout``), then settle. Never a jump with them running."""
+    async def _catch_up(self, target: State, fleet: FleetState, out: InstanceOut | None) -> None:
+        """Reach steady ``target`` outside a fleet switch: the fleet's state after a switch
+        missed while the engine was lost (or at start), or this instance's own mode while it
+        is ``out`` of the fleet (and back). Refuse what ``target`` refuses at once, drain the
+        requests of the old kind (at most ``drain_timeout``), then settle: never a jump with
+        them running."""
         catching = self._catching
-        if catching is not None and catching.target is not fleet.state:
-            catching = self._catching = None  # the fleet moved on: aim again from here
-        if catching is None:
-            if self.node.state is fleet.state:
+        if catching is not None and catching.target is not target:
+            if catching.drain.source is target:  # asked back before it got there: undo
+                self._catching = None
+                await self.node.settle(target, self._local_record(catching, target, fleet, out))
+                self._since = self.clock()
                 return
-            drain = self.node.enter_drain(draining_to(fleet.mode), self.drain_timeout)
+            catching = self._catching = None  # aim again from here
+        if catching is None:
+            if self.node.state is target:
+                return
+            drain = self.node.enter_drain(draining_to(target.mode), self.drain_timeout)
             drain.drained.add_done_callback(lambda _: self._wake.set())
             catching = self._catching = _CatchingUp(
-                fleet.state, drain, self.clock() + self.drain_timeout
+                target, drain, self.clock() + self.drain_timeout
             )
         drained = catching.drain.drained.done()
         if not drained and self.clock() < catching.deadline:
             return  # the next round looks again (the drain's end wakes it)
         self._catching = None
-        record = TransitionRecord(
-            from_state=catching.drain.source,
-            to_state=fleet.state,
-            trigger=Trigger.RECOVER.value,
-            target_mode=fleet.mode,
-            outcome=Outcome.RECOVERED,
-            at=utc_now(),
-            duration_ms=max(0.0, (self.clock() - catching.drain.started) * 1000),
-            actor=self.instance,
-            reason=f"following the fleet (epoch {fleet.epoch}, {fleet.outcome})",
-            in_flight=catching.drain.in_flight,
-            stragglers={} if drained else self.node.outgoing(catching.drain.state),
-            closed=catching.drain.closed,
-        )
-        await self.node.settle(fleet.state, record)
+        await self.node.settle(target, self._local_record(catching, target, fleet, out))
         self._since = self.clock()
+        self._back_in = None
+
+    def _local_record(
+        self, catching: _CatchingUp, target: State, fleet: FleetState, out: InstanceOut | None
+    ) -> TransitionRecord:
+        drain = catching.drain
+        drained = drain.drained.done()
+        if catching.drain.source is target:
+            outcome, trigger = Outcome.CANCELLED, Trigger.CANCEL
+        elif out is None and self._back_in is None:  # a switch missed, or a start
+            outcome, trigger = Outcome.RECOVERED, Trigger.RECOVER
+        else:
+            outcome = Outcome.COMPLETED if drained else Outcome.FORCED
+            trigger = Trigger.DRAINED if drained else Trigger.DRAIN_TIMED_OUT
+        if out is not None:
+            reason = f"out of the fleet, alone in {out.mode} mode" + (
+                f": {out.reason}" if out.reason else ""
+            )
+            actor = out.actor
+        elif self._back_in is not None:
+            reason, actor = f"back in the fleet (epoch {fleet.epoch})", None
+        else:
+            reason = f"following the fleet (epoch {fleet.epoch}, {fleet.outcome})"
+            actor = self.instance
+        return TransitionRecord(
+            from_state=drain.source,
+            to_state=target,
+            trigger=trigger.value,
+            target_mode=target.mode,
+            outcome=outcome,
+            at=utc_now(),
+            duration_ms=max(0.0, (self.clock() - drain.started) * 1000),
+            actor=actor,
+            reason=reason,
+            in_flight=drain.in_flight,
+            stragglers={} if drained else self.node.outgoing(drain.state),
+            closed=drain.closed,
+        )
 
     async def _settle(
         self, following: _Following, state: State, fleet: FleetState | None
@@ -435,7 +488,19 @@ class FleetMember:
     async def _report(self, fleet: FleetState, *, again: bool) -> None:
         """Report the local drain of ``fleet``'s epoch once it ended (again when ``again``)."""
         following = self._following
-        assert following is not None and following.epoch == fleet.epoch
+        if following is None or following.epoch != fleet.epoch:
+            # Not in this drain: out of the fleet, so nothing to wait for here.
+            if self.out is None:
+                return
+            report = self._out_report
+            if report is None or report.epoch != fleet.epoch:
+                report = self._out_report = DrainReport(
+                    self.instance, fleet.epoch, ReportOutcome.OUT, self.clock()
+                )
+            elif not again:
+                return
+            await self.engine.report(report, notify=fleet.starter)
+            return
         if following.report is not None and not again:
             return
         if following.report is None:
@@ -605,6 +670,79 @@ class FleetMember:
             )
         return record
 
+    async def switch_instance(
+        self,
+        instance: str,
+        mode: Mode | str,
+        *,
+        actor: str | None = None,
+        client: str | None = None,
+        request_id: str | None = None,
+        reason: str | None = None,
+    ) -> TransitionRecord:
+        """Put one live ``instance`` alone in ``mode`` (out of the fleet), or back in the fleet
+        when ``mode`` is the fleet's; return once its heartbeat shows it there.
+
+        The instance drains its own requests of the old kind (at most ``drain_timeout``,
+        then they are cut). Raises NoSuchInstance for a name that is not live,
+        SwitchInProgress while the fleet drains, FleetEngineUnavailable without the engine.
+        """
+        target = parse_mode(mode)
+        context = dict(actor=actor, client=client, request_id=request_id, reason=reason)
+        async with self._lock:
+            try:
+                fleet = await self.engine.load()
+                if fleet is None:
+                    fleet = await self._reseed()
+                self._reached()
+                live = sorted(await self.engine.live())
+                if instance not in live:
+                    await self._refuse(target, **context)
+                    raise NoSuchInstance(instance, live)
+                if fleet.is_draining:
+                    await self._refuse(target, **context)
+                    raise SwitchInProgress(fleet.state, self._retry_after())
+                before = await self.engine.heartbeat(instance)
+                out = (
+                    None
+                    if target is fleet.mode
+                    else InstanceOut(target, self.clock(), actor, reason)
+                )
+                await self.engine.set_out(instance, out)
+            except FleetEngineUnavailable as exc:
+                self._lose(exc.reason)
+                await self._refuse(target, **context)
+                raise
+        _log.info("fleet_instance_switch", instance=instance, mode=target, out=out is not None)
+        bound = time.monotonic() + self.drain_timeout + 2 * self.period + 1
+        while True:
+            beat = await self.engine.heartbeat(instance)
+            if beat is None:
+                raise NoSuchInstance(instance, [])
+            if beat.state is target.state and beat.out == (str(target) if out else None):
+                break
+            if time.monotonic() > bound:
+                raise FleetEngineUnavailable(
+                    f"instance {instance} did not show {target} mode in time; it goes on"
+                )
+            await asyncio.sleep(self.period / 2)
+        where = "out of the fleet, alone" if out is not None else "back in the fleet"
+        return await self.node.note(
+            TransitionRecord(
+                from_state=before.state if before is not None else beat.state,
+                to_state=target.state,
+                trigger=None,
+                target_mode=target,
+                outcome=Outcome.COMPLETED,
+                at=utc_now(),
+                actor=actor,
+                client=client,
+                request_id=request_id,
+                reason=f"instance {instance} {where} in {target} mode"
+                + (f": {reason}" if reason else ""),
+            )
+        )
+
     async def cancel(
         self, *, actor: str | None = None, reason: str | None = None
     ) -> TransitionRecord | None:
@@ -710,6 +848,7 @@ class FleetMember:
         live = sorted(self.members, key=lambda beat: beat.instance)
         view: dict[str, Any] = {
             "instance": self.instance,
+            "out": str(self.out.mode) if self.out is not None else None,
             "engine": "lost" if self.lost is not None else "connected",
             "epoch": known.epoch if known else None,
             "state": str(known.state) if known else None,
@@ -723,6 +862,7 @@ class FleetMember:
                     "since": beat.since,
                     "seen": beat.at,
                     "reported": beat.reported,
+                    "out": beat.out,
                 }
                 for beat in live
             ],

@@ -20,6 +20,7 @@ __all__ = [
     "FleetRecord",
     "FleetState",
     "Heartbeat",
+    "InstanceOut",
     "ReportOutcome",
 ]
 
@@ -40,6 +41,7 @@ class ReportOutcome(StrEnum):
 
     DRAINED = "drained"
     TIMED_OUT = "timed_out"
+    OUT = "out"  # the instance is out of the fleet, in a mode of its own: nothing to drain
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ class Heartbeat:
     since: float
     at: float
     reported: str | None = None  # how its drain of ``epoch`` ended, once reported
+    out: str | None = None  # the mode it was put in alone (out of the fleet), if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +127,7 @@ class Heartbeat:
             since=float(data["since"]),
             at=float(data["at"]),
             reported=data.get("reported"),
+            out=data.get("out"),
         )
 
 
@@ -211,3 +215,26 @@ class FleetRecord:
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceOut:
+    """One instance taken out of the fleet's mode into its own (a rolling upgrade, as
+    ``consul maint`` does it): it stays in ``mode`` whatever the fleet does, until back."""
+
+    mode: Mode
+    at: float
+    actor: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceOut:
+        return cls(
+            mode=Mode(data["mode"]),
+            at=float(data["at"]),
+            actor=data.get("actor"),
+            reason=data.get("reason"),
+        )

@@ -232,3 +232,27 @@ def test_serve_with_four_workers_a_switch_reaches_every_worker() -> None:
         for _ in range(12):
             with httpx2.Client(timeout=5) as client:
                 assert client.get(f"{w.url}{PROFILE}?delay=0").status_code == 503
+
+
+def test_one_instance_out_while_the_fleet_stays_in_production() -> None:
+    with fleet_of("A", "B", "C") as (_, fleet):
+        a, b, c = fleet["A"], fleet["B"], fleet["C"]
+        out = a.post("/server/mode", json={"mode": "maintenance", "instance": "B"})
+        assert out.status_code == 200, out.text
+        assert out.json() == {"server changed": "maintenance"}
+        assert b.get(f"{PROFILE}?delay=0").status_code == 503
+        assert b.post(SCHEMA_WRITE).status_code == 200
+        for instance in (a, c):
+            assert instance.get(f"{PROFILE}?delay=0").status_code == 200
+        view = c.status()["fleet"]
+        assert view["state"] == "production"
+        assert {i["instance"]: i["out"] for i in view["instances"]} == {
+            "A": None,
+            "B": "maintenance",
+            "C": None,
+        }
+        unknown = a.post("/server/mode", json={"mode": "maintenance", "instance": "Z"})
+        assert unknown.status_code == 409 and unknown.json()["code"] == 4091
+        back = c.post("/server/mode", json={"mode": "production", "instance": "B"})
+        assert back.status_code == 200, back.text
+        assert b.get(f"{PROFILE}?delay=0").status_code == 200

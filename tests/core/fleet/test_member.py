@@ -22,6 +22,7 @@ from servermode.core.fleet import (
     FleetEngineUnavailable,
     FleetOutcome,
     InMemoryFleetEngine,
+    NoSuchInstance,
 )
 
 from .helpers import PERIOD, TIMEOUT, TTL, Clock, fleet, mode_of, rounds, settle_tasks
@@ -519,5 +520,63 @@ class TestCatchingUp:
             assert fl["A"].state is M
             (record, *_) = fl["A"].store.history()
             assert record.stragglers == {"service": 1}
+
+        run(scenario)
+
+
+class TestOneInstanceOut:
+    def test_one_instance_out_in_maintenance_while_the_fleet_stays_in_production(self) -> None:
+        """Out: it drains its own profile request first; the fleet does not move; a fleet
+        switch meanwhile does not wait for it; back in: it follows the fleet again."""
+
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("ABC", engine, clock)
+            running = fl["B"].gate.admit("profile")
+            asked = asyncio.create_task(
+                fl["A"].member.switch_instance("B", "maintenance", actor="ops", reason="upgrade")
+            )
+            await settle_tasks()
+            await rounds(fl.values())
+            assert fl["B"].state is TO_M and {fl["A"].state, fl["C"].state} == {P}
+            assert not asked.done()
+            running.release()
+            await rounds(fl.values())
+            record = await asyncio.wait_for(asked, 5)
+            assert record.outcome is Outcome.COMPLETED and record.to_state is M
+            assert "instance B out of the fleet" in (record.reason or "")
+            assert fl["B"].state is M and {fl["A"].state, fl["C"].state} == {P}
+            state = await engine.load()
+            assert state is not None and state.state is P  # the fleet did not move
+            beat = await engine.heartbeat("B")
+            assert beat is not None and beat.out == "maintenance"
+            # A fleet switch to maintenance and back: B is counted "out", never waited for.
+            for target in ("maintenance", "production"):
+                switch = asyncio.create_task(fl["C"].member.switch(target))
+                await settle_tasks()
+                await rounds(fl.values(), 2)
+                await switch
+                assert fl["B"].state is M
+            (last, *_) = await engine.records()
+            assert last.instances["B"] == "out"
+            # Back in: the mode asked is the fleet's.
+            back = asyncio.create_task(fl["C"].member.switch_instance("B", "production"))
+            await settle_tasks()
+            await rounds(fl.values(), 2)
+            assert (await asyncio.wait_for(back, 5)).to_state is P
+            assert mode_of(fl.values()) == {P}
+            assert fl["B"].outcomes()[-2:] == ["completed", "completed"]
+
+        run(scenario)
+
+    def test_an_unknown_instance_is_refused_naming_the_live_ones(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock)
+            with pytest.raises(NoSuchInstance, match=r"'Z'.*live: A, B"):
+                await fl["A"].member.switch_instance("Z", "maintenance")
+            assert fl["A"].outcomes()[-1] == "refused"
 
         run(scenario)
