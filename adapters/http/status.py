@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from servermode.core import ModeController, Window
+from servermode.core.fleet import FleetController
 from servermode.core.records import utc_now
 
 from ..version import VERSION
@@ -37,6 +38,7 @@ from .stats import RequestStats
 __all__ = [
     "MEMORY_MAX_AGE",
     "MemoryFigures",
+    "fleet_document",
     "format_time",
     "process_memory_kb",
     "status_document",
@@ -164,4 +166,22 @@ def status_document(controller: ModeController, stats: RequestStats) -> dict[str
         document["drain_started"] = format_time(status.drain_started)
         document["deadline"] = format_time(status.deadline)
         document["waiting_for"] = list(controller.policy.outgoing(status.state))
+    if isinstance(controller, FleetController):
+        document["fleet"] = fleet_document(controller)
     return document
+
+
+def _wall(seconds: float | None) -> str | None:
+    return None if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
+
+
+def fleet_document(controller: FleetController) -> dict[str, Any]:
+    """The fleet as the instance last read it (no engine call), times formatted."""
+    view = controller.fleet.view()
+    for key in ("deadline", "engine_lost_since"):
+        if key in view:
+            view[key] = _wall(view[key])
+    for instance in view["instances"]:
+        instance["since"] = _wall(instance["since"])
+        instance["seen"] = _wall(instance["seen"])
+    return view

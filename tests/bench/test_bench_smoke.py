@@ -28,6 +28,7 @@ SCRIPTS = {
         "status / bare JSON throughput, in process",
         "status / bare JSON requests per second, end to end",
     },
+    "fleet": {"fleet gate / lone gate, admit + release"},
     "scale": {
         "worst last release -> new mode in force, quiet loop",
         "worst switch's own share, requests awaited",
