@@ -281,3 +281,30 @@ def test_what_is_not_yet_fleet_wide_is_refused_not_half_done() -> None:
         )
     assert started.returncode != 0
     assert started.stderr.count("Error:") == 1 and "--lame-duck" in started.stderr
+
+
+def fleet_metrics(instance: Instance) -> dict[str, float]:
+    """servermode_fleet_* samples of the instance's /server/metrics, by name and state."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = instance.get("/server/metrics")
+    assert answer.status_code == 200
+    return {
+        f"{sample.name}{sample.labels.get('state', '')}": sample.value
+        for family in text_string_to_metric_families(answer.text)
+        if family.name.startswith("servermode_fleet")
+        for sample in family.samples
+    }
+
+
+def test_fleet_metrics_count_the_instances_per_state_and_the_connection() -> None:
+    """servermode_fleet_instances{state} and servermode_fleet_connected move with the fleet."""
+    with fleet_of("A", "B") as (redis, fleet):
+        a = fleet["A"]
+        until(lambda: fleet_metrics(a).get("servermode_fleet_instancesproduction") == 2)
+        assert fleet_metrics(a)["servermode_fleet_connected"] == 1
+        assert fleet_metrics(a)["servermode_fleet_instancesmaintenance"] == 0
+        assert a.switch("maintenance").status_code == 200
+        until(lambda: fleet_metrics(a).get("servermode_fleet_instancesmaintenance") == 2)
+        redis.stop()
+        until(lambda: fleet_metrics(a)["servermode_fleet_connected"] == 0, what="Redis lost")
