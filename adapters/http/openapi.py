@@ -418,6 +418,12 @@ SCHEMAS: dict[str, Any] = {
                 "additionalProperties": False,
                 "description": "the maintenance window the change set (ISO 8601), if any",
             },
+            "fleet": {
+                "anyOf": [_ref("FleetRecord"), {"type": "object", "maxProperties": 0}],
+                "description": "fleet mode: this instance's part in a fleet switch carries the "
+                "switch's fleet record (each instance's outcome, the epoch...), as GET "
+                "/server/fleet lists it; empty otherwise",
+            },
         },
         "additionalProperties": False,
     },

@@ -62,6 +62,11 @@ _LOCAL_OUTCOME = {
 }
 
 
+#: How many of the newest fleet records an instance looks through for the record of a switch
+#: it settles late (the log holds every instance's outcome: a record is O(fleet) to read).
+_RECORDS_LOOKED_BACK = 16
+
+
 @dataclass(slots=True)
 class _CatchingUp:
     """A local drain toward the fleet's steady state, outside any fleet switch."""
@@ -340,8 +345,9 @@ class FleetMember:
 
     # -- following the fleet ---------------------------------------------------------------
 
-    async def _follow(self, fleet: FleetState) -> None:
-        """Bring the local side in line with ``fleet``."""
+    async def _follow(self, fleet: FleetState, record: FleetRecord | None = None) -> None:
+        """Bring the local side in line with ``fleet``; ``record`` is the fleet record written
+        with it, when this instance wrote it (the others read it from the engine's log)."""
         self.known = fleet
         following = self._following
         if fleet.is_draining:
@@ -369,7 +375,7 @@ class FleetMember:
         self.waiting = set()
         self._out_report = None
         if following is not None:
-            await self._settle(following, fleet.state, fleet)
+            await self._settle(following, fleet.state, fleet, record)
         else:
             out = self.out
             await self._catch_up(out.mode.state if out else fleet.state, fleet, out)
@@ -442,9 +448,14 @@ class FleetMember:
         )
 
     async def _settle(
-        self, following: _Following, state: State, fleet: FleetState | None
+        self,
+        following: _Following,
+        state: State,
+        fleet: FleetState | None,
+        written: FleetRecord | None = None,
     ) -> TransitionRecord:
-        """End the followed drain in steady ``state``; ``fleet`` is its completion, if seen."""
+        """End the followed drain in steady ``state``; ``fleet`` is its completion, if seen
+        (``written`` its record, if this instance wrote it)."""
         self._following = None
         completed = fleet is not None and fleet.epoch == following.epoch + 1
         outcome, trigger = (
@@ -471,6 +482,7 @@ class FleetMember:
             in_flight=drain.in_flight,
             stragglers=dict(report.stragglers) if report else {},
             closed=drain.closed,
+            fleet=await self._fleet_record(following, fleet, written),
         )
         try:
             stored = await self.node.settle(state, record)
@@ -484,6 +496,45 @@ class FleetMember:
             if not waiter.done():
                 waiter.set_result(stored)
         return stored
+
+    async def _fleet_record(
+        self, following: _Following, fleet: FleetState | None, written: FleetRecord | None
+    ) -> dict[str, Any]:
+        """The fleet record of the switch ``following`` drained for, as a dict, for the local
+        record: the one this instance wrote, or the one in the engine's log (the newest, as a
+        rule: read one, and look further back only when a later switch came first).
+
+        The local side settles whatever this read does: when the log cannot be read (or no
+        longer holds it), the record is what the fleet states tell (no instances), or empty
+        when this instance never saw how the switch ended.
+        """
+        epoch = following.epoch
+        if written is not None and written.epoch == epoch:
+            return written.to_dict()
+        try:
+            for limit in (1, _RECORDS_LOOKED_BACK):
+                for kept in await self.engine.records(limit):
+                    if kept.epoch == epoch and kept.outcome is not FleetOutcome.RESEEDED:
+                        return kept.to_dict()
+        except FleetEngineUnavailable as exc:
+            self._lose(exc.reason)
+        completed = fleet is not None and fleet.epoch == epoch + 1
+        if not completed or fleet is None:
+            return {}
+        _log.warning("fleet_record_unread", instance=self.instance, epoch=epoch)
+        followed = following.fleet
+        return FleetRecord(
+            epoch=epoch,
+            from_state=followed.mode.state,
+            to_state=fleet.state,
+            outcome=fleet.outcome,
+            at=fleet.since,
+            target=followed.target,
+            started=followed.started,
+            actor=fleet.actor,
+            reason=fleet.reason,
+            starter=followed.starter,
+        ).to_dict()
 
     async def _report(self, fleet: FleetState, *, again: bool) -> None:
         """Report the local drain of ``fleet``'s epoch once it ended (again when ``again``)."""
@@ -572,7 +623,7 @@ class FleetMember:
             instances=record.instances,
             expired=list(record.expired),
         )
-        await self._follow(steady)
+        await self._follow(steady, record)
 
     # -- switching -------------------------------------------------------------------------
 
@@ -771,7 +822,7 @@ class FleetMember:
                 )
                 if await self.engine.compare_and_set(fleet.epoch, steady, record):
                     _log.info("fleet_switch_cancelled", instance=self.instance, epoch=fleet.epoch)
-                    await self._follow(steady)
+                    await self._follow(steady, record)
                 else:  # it ended first (completed, or cancelled elsewhere): follow that
                     current = await self.engine.load()
                     if current is not None:

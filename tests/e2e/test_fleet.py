@@ -67,6 +67,11 @@ def test_three_instances_drain_as_one() -> None:
             assert f"\n{name} " in shown.stdout
         local = b.get("/server/transitions").json()["transitions"][0]
         assert (local["outcome"], local["to_state"]) == ("completed", "maintenance")
+        # B's own history keeps the fleet-level record: every instance's outcome, one epoch.
+        assert local["fleet"]["instances"] == {"A": "drained", "B": "drained", "C": "drained"}
+        assert local["fleet"]["epoch"] == record["epoch"]
+        assert local["fleet"] == record
+        assert_documented(b.get("/server/transitions"), "/server/transitions", "GET")
 
 
 def test_two_concurrent_switches_exactly_one_wins() -> None:
