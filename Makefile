@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SERVE_STAMP := $(VENV)/.installed-serve
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test soak lint typecheck pytest chromium screenshot diagrams bench clean
+.PHONY: serve test soak lint typecheck pytest redis-server chromium screenshot fleet diagrams bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ typecheck: $(STAMP)
 	cd build/typed && MYPYPATH=. ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p servermode.core -p servermode.adapters
 	MYPYPATH=build/typed $(VENV)/bin/mypy --config-file pyproject.toml -p bench
 
-pytest: $(STAMP) chromium
+# The fleet tests start redis-server processes of their own (never a shared server).
+redis-server:
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+
+pytest: $(STAMP) redis-server chromium
 	$(PY) -m pytest
 
 # The browser tests (tests/browser) drive Debian's Chromium through playwright, which cannot
@@ -56,18 +60,37 @@ screenshot: $(STAMP) chromium
 
 # The long reliability runs (README "Reliability"): bounded by SOAK_TIMEOUT seconds in all.
 SOAK_TIMEOUT ?= 1500
-soak: $(STAMP)
+soak: $(STAMP) redis-server
 	timeout $(SOAK_TIMEOUT) $(PY) -m pytest tests/reliability -m soak
 
 diagrams: $(STAMP)
 	$(PY) -c "from servermode.core.diagram import write; write('diagrams')"
+	$(PY) -c "from servermode.core.fleet.diagram import write_barrier; write_barrier('diagrams')"
 	command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz)
 	dot -Tsvg diagrams/server_mode.dot -o diagrams/server_mode.svg
+
+# A fleet to try by hand (README "Fleet mode"): a Redis on 127.0.0.1:$(FLEET_REDIS_PORT) keeping
+# its data in var/fleet (append-only file), and three instances on ports $(FLEET_PORT) and the
+# two after it, named instance-0..2. Ctrl-C stops them all.
+FLEET_REDIS_PORT ?= 6390
+FLEET_PORT ?= 8081
+fleet: $(STAMP) redis-server
+	mkdir -p var/fleet
+	trap 'kill $$(jobs -p) 2>/dev/null' INT TERM EXIT; \
+	redis-server --bind 127.0.0.1 --port $(FLEET_REDIS_PORT) --dir var/fleet --save '' \
+		--appendonly yes --appendfsync everysec --loglevel warning & \
+	sleep 0.5; \
+	for i in 0 1 2; do \
+		SERVERMODE_FLEET=redis://127.0.0.1:$(FLEET_REDIS_PORT)/0 SERVERMODE_INSTANCE_ID=instance-$$i \
+		SERVERMODE_STATE=var/fleet/instance-$$i.db \
+		$(VENV)/bin/servermode serve --port $$(($(FLEET_PORT) + i)) & \
+	done; \
+	wait
 
 # Benchmarks (not part of `make test`; tests/bench runs each with --quick): every script
 # prints its figures against a baseline from the same run and writes them to bench/results.
 BENCHES := admission switch_latency idle_switch scale asgi_overhead http_overhead \
-	status_throughput refusal_throughput shipped_service
+	status_throughput refusal_throughput shipped_service fleet
 
 # The HTTP benchmarks load their servers with wrk when it is installed (an asyncio client otherwise);
 # they measure uvicorn's plain stack and, with the `fast` extra installed here, httptools + uvloop.
@@ -76,7 +99,7 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,fast]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) redis-server
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo 'wrk not installed: the asyncio load generator is used'
 	for b in $(BENCHES); do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
 

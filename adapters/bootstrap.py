@@ -15,13 +15,16 @@ classified as servermode's.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
-from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, ModeController
+from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, AuditLog, ModeController
+from servermode.core.fleet import FleetController
 from starlette.types import ASGIApp, Scope
 from uvicorn.importer import ImportFromStringError, import_from_string
 
@@ -40,9 +43,18 @@ from .http.page import MaintenancePage
 from .http.stats import RequestStats
 from .http.webhooks import Webhooks, parse_urls
 from .startup import ReportStart
-from .store.factory import open_store
+from .store.factory import MEMORY, open_store
+from .store.redis import RedisFleetEngine
 
-__all__ = ["Service", "build_service", "load_app", "load_rules"]
+__all__ = [
+    "Service",
+    "build_controller",
+    "build_service",
+    "default_instance_id",
+    "load_app",
+    "load_rules",
+    "worker_app",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,7 @@ class Service:
     controller: ModeController
     stats: RequestStats
     monitor: Monitor
+    instance: str | None = None  # the instance's name in its fleet, None without a fleet
 
 
 def load_app(spec: str, app_dir: str = ".") -> ASGIApp:
@@ -137,16 +150,7 @@ def build_service(
     if settings.bypass_secret is not None:
         hide_in_logs(settings.bypass_secret)
     feed = AuditFeed()  # the audit log, also feeding the metrics and the event streams
-    controller = ModeController(
-        open_store(settings.state),
-        policy=policy,
-        initial_mode=settings.initial_mode,
-        drain_timeout=settings.drain_timeout,
-        timeout_policy=settings.timeout_policy,
-        refusal_retry_after=settings.retry_after,
-        lame_duck=settings.lame_duck,
-        audit=feed,
-    )
+    controller = build_controller(settings, policy, feed)
     monitor = monitor_for(controller, feed)
     if webhooks is not None:
         controller.subscribe(webhooks, timeout=webhooks.budget)
@@ -170,9 +174,71 @@ def build_service(
     )
     if access_log is not None:
         gated = AccessLogMiddleware(gated, access_log)
+    instance = controller.instance if isinstance(controller, FleetController) else None
     return Service(
         app=ReportStart(gated, controller, settings.state),
         controller=controller,
         stats=stats,
         monitor=monitor,
+        instance=instance,
+    )
+
+
+def worker_app() -> ASGIApp:
+    """The service of one worker process of ``serve --workers N --fleet ...`` (a factory).
+
+    Each worker is an instance of the fleet, named ``<instance id or host>:<pid>``. Its
+    local history is in memory (several processes cannot share one state file): the fleet's
+    records in Redis are the lasting ones.
+    """
+    from .cli.logging import configure_logging
+    from .cli.options import resolve_serve
+    from .http.access import AccessLog
+
+    resolved = resolve_serve((), os.environ)
+    settings = resolved.settings
+    logs = configure_logging(settings.log_level, settings.log_format)
+    access = AccessLog(logs.lines.write, as_json=logs.as_json) if settings.access_log else None
+    name = f"{settings.instance_id or socket.gethostname()}:{os.getpid()}"
+    worker = replace(settings, state=MEMORY, instance_id=name)
+    service = build_service(
+        worker, rules=resolved.rules(), policy=resolved.policy, access_log=access
+    )
+    return service.app
+
+
+def default_instance_id() -> str:
+    """``host:pid``: unique among the instances of a fleet, and says where to look."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_controller(
+    settings: Settings, policy: AdmissionPolicy = CONTEXT_SERVICES, audit: AuditLog | None = None
+) -> ModeController:
+    """One process's controller, or (with ``--fleet``) an instance of a fleet on Redis."""
+    options: dict[str, Any] = {
+        "policy": policy,
+        "initial_mode": settings.initial_mode,
+        "drain_timeout": settings.drain_timeout,
+        "timeout_policy": settings.timeout_policy,
+        "refusal_retry_after": settings.retry_after,
+        "audit": audit,
+    }
+    if settings.fleet is None:
+        return ModeController(open_store(settings.state), lame_duck=settings.lame_duck, **options)
+    if settings.lame_duck:
+        raise SettingsError(
+            "--lame-duck is not available with --fleet yet: readiness would fail on the instance "
+            "that was asked, not across the fleet"
+        )
+    store = open_store(settings.state)
+    engine = RedisFleetEngine(settings.fleet, prefix=settings.fleet_prefix)
+    instance = settings.instance_id or default_instance_id()
+    return FleetController(
+        engine,
+        store,
+        instance=instance,
+        heartbeat_ttl=settings.fleet_heartbeat_ttl,
+        period=settings.fleet_period,
+        **options,
     )

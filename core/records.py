@@ -72,7 +72,10 @@ class TransitionRecord:
     categories the target refuses: what the drain waits for) still running when it timed out,
     was cancelled or failed; requests the target admits are never stragglers. ``closed`` are
     the long-lived connections (WebSockets) closed when the drain began. ``lame_duck`` the
-    seconds readiness failed before the drain began. ``id`` is given by the store when appended.
+    seconds readiness failed before the drain began. ``fleet`` is, for an instance's part in a
+    fleet switch, the fleet-level record of that switch (:class:`~.fleet.records.FleetRecord`
+    as a dict: epoch, outcome, each instance's outcome...); empty otherwise (a lone server).
+    ``id`` is given by the store when appended.
     """
 
     from_state: State
@@ -91,6 +94,7 @@ class TransitionRecord:
     closed: dict[str, int] = field(default_factory=dict)
     lame_duck: float = 0.0  # seconds readiness failed, requests still admitted, before the drain
     window: dict[str, str | None] = field(default_factory=dict)  # the window it set, if any
+    fleet: dict[str, Any] = field(default_factory=dict)  # the fleet switch's record, if any
     id: int | None = None
 
     def with_id(self, id: int) -> TransitionRecord:
@@ -123,5 +127,6 @@ class TransitionRecord:
             closed=dict(data.get("closed") or {}),
             lame_duck=float(data.get("lame_duck") or 0.0),
             window=dict(data.get("window") or {}),
+            fleet=dict(data.get("fleet") or {}),
             id=data.get("id"),
         )

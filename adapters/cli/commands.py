@@ -24,10 +24,18 @@ from servermode.core.logs import get_logger
 from ..http.routes import CANCEL_PATH, MODE_PATH, STATUS_PATH, TRANSITIONS_PATH
 from ..version import VERSION
 from .client import ServiceClient, ServiceError
+from .config import CONFIG_ENV
 from .effective import effective_config, format_config
-from .options import resolve, serve_options
+from .options import Resolved, resolve, serve_options
 from .progress import DrainProgress, describe_drain
-from .settings import Settings, SettingsError, check_exposure, env_name, read_token_file
+from .settings import (
+    Settings,
+    SettingsError,
+    check_exposure,
+    env_name,
+    read_token_file,
+    settings_environment,
+)
 
 __all__ = ["main"]
 
@@ -65,6 +73,10 @@ def serve(**values: Any) -> None:
         settings = resolved.settings
         check_exposure(settings)
         logs = configure_logging(settings.log_level, settings.log_format)
+        if settings.workers > 1:  # with --fleet only (the settings refuse it otherwise)
+            resolved.rules()  # a bad rules file is refused here, not in every worker
+            _serve_workers(resolved)
+            return
         access = AccessLog(logs.lines.write, as_json=logs.as_json) if settings.access_log else None
         # Opens the state file and takes its lock: a second process on it stops here.
         service = build_service(
@@ -80,6 +92,7 @@ def serve(**values: Any) -> None:
         policy=resolved.policy_source,
         rules=resolved.rules_source,
         state=settings.state,
+        fleet=service.instance,
         drain_timeout=settings.drain_timeout,
         timeout_policy=settings.timeout_policy,
         forwarded_allow_ips=settings.forwarded_allow_ips,
@@ -113,6 +126,43 @@ def serve(**values: Any) -> None:
         # keep the process alive forever (uvicorn waits without a bound by default).
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout + settings.lame_duck)
         + GRACE_MARGIN,
+    )
+
+
+def _serve_workers(resolved: Resolved) -> None:
+    """``--workers N --fleet``: N uvicorn worker processes, each an instance of the fleet.
+
+    The workers rebuild the service from the environment (``bootstrap.worker_app``): the
+    resolved settings go there first (tokens included: the environment is one of their
+    channels anyway), and the config file's path for its categories and routes.
+    """
+    import uvicorn
+
+    settings = resolved.settings
+    os.environ.update(settings_environment(settings))
+    if resolved.config is not None:
+        os.environ[CONFIG_ENV] = str(resolved.config.path)
+    get_logger("servermode").info(
+        "servermode_serving",
+        url=f"http://{settings.host}:{settings.port}",
+        workers=settings.workers,
+        fleet_prefix=settings.fleet_prefix,
+    )
+    uvicorn.run(
+        "servermode.adapters.bootstrap:worker_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        ws="wsproto",
+        server_header=False,
+        access_log=False,  # each worker writes servermode's own (bootstrap.worker_app)
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + GRACE_MARGIN,
     )
 
 
@@ -180,10 +230,42 @@ def status(url: str, token_file: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
+    fleet = document.pop("fleet", None)
     for key, value in document.items():
         if isinstance(value, dict):
             value = " ".join(f"{k}={v}" for k, v in value.items()) or "-"
         click.echo(f"{key:<20} {'-' if value is None else value}")
+    if isinstance(fleet, dict):
+        click.echo("")
+        click.echo(format_fleet(fleet))
+
+
+def format_fleet(fleet: Mapping[str, Any]) -> str:
+    """The fleet view of a status document: a line about the fleet, then one per instance."""
+    not_drained = fleet.get("not_drained")
+    lines = [
+        f"fleet: epoch {fleet.get('epoch')}, {fleet.get('state')}, Redis {fleet.get('engine')}"
+        + (f" ({fleet['engine_error']})" if fleet.get("engine_error") else "")
+        + (f"; not drained: {', '.join(not_drained) or '-'}" if not_drained is not None else "")
+    ]
+    rows = [["INSTANCE", "EPOCH", "STATE", "IN FLIGHT", "SEEN"]]
+    for instance in fleet.get("instances", []):
+        busy = " ".join(f"{k}={v}" for k, v in instance.get("in_flight", {}).items() if v)
+        mark = " *" if instance.get("instance") == fleet.get("instance") else ""
+        rows.append(
+            [
+                f"{instance.get('instance')}{mark}",
+                str(instance.get("epoch")),
+                str(instance.get("state")),
+                busy or "-",
+                str(instance.get("seen") or "-"),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)
 
 
 @main.command(name="set")

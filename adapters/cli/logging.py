@@ -30,7 +30,7 @@ TRACE = 5  # uvicorn.logging.TRACE_LOG_LEVEL
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 
 # Loggers that uvicorn configures itself unless told not to: send them to the root handler.
-_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
 # transitions logs every state callback at INFO: the audit event already says what matters.
 _QUIET_LOGGERS = ("transitions",)
 
@@ -147,6 +147,11 @@ def configure_logging(
         logger.handlers = []
         logger.propagate = True
         logger.setLevel(logging.NOTSET)  # the root's level, whatever an earlier server set
+    # servermode writes its own access lines (http.access): uvicorn's access logger gets no
+    # handler up the tree, or uvicorn builds every line's arguments even when it drops the line
+    # (it checks hasHandlers(), not the level), whichever of the two configures logging last.
+    access = logging.getLogger("uvicorn.access")
+    access.propagate = False
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.getLogger(AUDIT_LOGGER).setLevel(logging.INFO)

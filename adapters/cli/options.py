@@ -249,8 +249,32 @@ _SETTINGS: tuple[_Setting, ...] = (
     ),
     _Setting(
         "workers",
-        "Worker processes: only 1 for now, since the gate lives in the process.",
+        "Worker processes: 1 without --fleet (the gate lives in the process); with --fleet "
+        "each worker is an instance of the fleet.",
         _bounded_type("workers"),
+    ),
+    _Setting(
+        "fleet",
+        "Share the mode with a fleet of instances through this Redis.",
+        metavar="redis://HOST:PORT/DB",
+        shown_default="none: this process alone",
+    ),
+    _Setting("fleet_prefix", "Key prefix of the fleet in Redis (several fleets, one Redis)."),
+    _Setting(
+        "instance_id",
+        "This instance's name in the fleet.",
+        metavar="NAME",
+        shown_default="host:pid",
+    ),
+    _Setting(
+        "fleet_period",
+        "Seconds between an instance's reads of the fleet state.",
+        _bounded_type("fleet_period"),
+    ),
+    _Setting(
+        "fleet_heartbeat_ttl",
+        "Seconds a silent instance stays in the fleet's barrier.",
+        _bounded_type("fleet_heartbeat_ttl"),
     ),
     _Setting("log_level", "Log level.", click.Choice(LOG_LEVELS, case_sensitive=False)),
     _Setting(

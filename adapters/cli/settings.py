@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from servermode.core import MAX_DRAIN_TIMEOUT, InvalidMode, TimeoutPolicy, parse_mode
 
 from ..store.factory import DEFAULT_STATE
+from ..store.redis import check_fleet_url
 from .logging import LOG_LEVELS
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "is_loopback",
     "parse_forwarded_allow_ips",
     "read_token_file",
+    "settings_environment",
 ]
 
 ENV_PREFIX = "SERVERMODE_"
@@ -75,6 +77,11 @@ class Settings:
     # believed (the proxies in front); None: none, the client is the peer of the connection.
     forwarded_allow_ips: str | None = None
     workers: int = 1  # only 1: the gate lives in the process (see FLEET_ISSUE)
+    fleet: str | None = None  # redis://HOST:PORT/DB of the fleet's Redis; None: one process
+    fleet_prefix: str = "servermode"  # key prefix, so that several fleets share one Redis
+    instance_id: str | None = None  # this instance's name in the fleet; None: host:pid
+    fleet_period: float = 0.5  # seconds between an instance's reads of the fleet state
+    fleet_heartbeat_ttl: float = 5.0  # seconds a silent instance stays in the barrier
     admin_token: str | None = field(default=None, repr=False)
     read_token: str | None = field(default=None, repr=False)
     bypass_secret: str | None = field(default=None, repr=False)
@@ -143,6 +150,9 @@ NUMBERS: dict[str, Number] = {
     "demo_delay": Number("demo delay", float, 0, MAX_DEMO_DELAY),
     # Read as a number here; anything but 1 is then refused with workers_refusal().
     "workers": Number("workers", int, 1, 1024, unit=""),
+    # How often an instance reads the fleet state, and how long a silent one stays counted.
+    "fleet_period": Number("fleet period", float, 0.01, 60),
+    "fleet_heartbeat_ttl": Number("fleet heartbeat TTL", float, 0.02, 3600),
 }
 
 
@@ -195,7 +205,11 @@ def check_settings(settings: Settings) -> Settings:
         problem = number.problem(getattr(settings, name))
         if problem is not None:
             problems.append(problem)
-    if settings.workers != 1 and NUMBERS["workers"].problem(settings.workers) is None:
+    if (
+        settings.workers != 1
+        and settings.fleet is None
+        and NUMBERS["workers"].problem(settings.workers) is None
+    ):
         problems.append(workers_refusal(settings.workers))
     if settings.forwarded_allow_ips is not None:
         try:
@@ -211,6 +225,25 @@ def check_settings(settings: Settings) -> Settings:
         settings = replace(settings, initial_mode=parse_mode(settings.initial_mode).value)
     except InvalidMode as exc:
         problems.append(f"initial mode must be production or maintenance, not {exc.value!r}")
+    if settings.fleet is not None:
+        try:
+            check_fleet_url(settings.fleet)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if (
+        NUMBERS["fleet_period"].problem(settings.fleet_period) is None
+        and settings.fleet_heartbeat_ttl < 2 * settings.fleet_period
+    ):
+        problems.append(
+            f"fleet heartbeat TTL must be at least twice the fleet period "
+            f"({settings.fleet_period:g} seconds), not {settings.fleet_heartbeat_ttl:g}"
+        )
+    if not settings.fleet_prefix or not settings.fleet_prefix.isprintable():
+        problems.append(f"fleet prefix must be printable, not {settings.fleet_prefix!r}")
+    if settings.instance_id is not None and (
+        not settings.instance_id.strip() or not settings.instance_id.isprintable()
+    ):
+        problems.append(f"instance id must be printable, not {settings.instance_id!r}")
     if settings.log_level.lower() not in LOG_LEVELS:
         problems.append(
             f"log level must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}"
@@ -230,9 +263,26 @@ def workers_refusal(workers: object) -> str:
     """Why ``workers`` worker processes are refused."""
     return (
         f"workers must be 1, not {workers}: each worker process would keep its own gate and "
-        "admit, drain and switch on its own over one state file; one process serves a state "
-        f"file until several processes can share one mode ({FLEET_ISSUE})"
+        "admit, drain and switch on its own over one state file; in fleet mode "
+        "(--fleet redis://HOST:PORT/DB) the workers share one mode, each an instance"
     )
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """``SERVERMODE_*`` variables that :func:`load_settings` reads back as ``settings``.
+
+    For worker processes, which rebuild the service from their environment.
+    """
+    defaults = Settings()
+    environment = {}
+    for spec in fields(Settings):
+        value = getattr(settings, spec.name)
+        if value is None or value == getattr(defaults, spec.name):
+            continue
+        environment[env_name(spec.name)] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    return environment
 
 
 def is_loopback(host: str) -> bool:

@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 from servermode.core import InvalidMode, ModeController, Outcome, State, parse_mode
+from servermode.core.fleet import FleetController, NoSuchInstance
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,6 +33,7 @@ from .openapi import MAX_RECORD_ID, MODE_PATTERN, OPENAPI
 from .problems import ERROR_HANDLERS, Problem, ProblemError, answering_problems
 from .routes import (
     BYPASS_PATH,
+    FLEET_PATH,
     LIVE_PATH,
     MODE_PATH,
     OPENAPI_PATH,
@@ -40,7 +42,7 @@ from .routes import (
     TRANSITIONS_PATH,
 )
 from .stats import RequestStats, stats_for
-from .status import status_json, window_document
+from .status import fleet_document, status_json, window_document
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -59,6 +61,7 @@ DEFAULT_BODY_TIMEOUT = 10.0
 HISTORY_LIMITS = (1, 500)
 HISTORY_DEFAULT = 50
 MAX_REASON = 500
+MAX_INSTANCE = 200
 MAX_REQUEST_ID = 128
 
 
@@ -99,6 +102,7 @@ class AdminRoutes:
             (STATUS_PATH, self.status, "GET"),
             (MODE_PATH, self.set_mode, "POST"),
             (TRANSITIONS_PATH, self.transitions, "GET"),
+            (FLEET_PATH, self.fleet, "GET"),
             (LIVE_PATH, self.live, "GET"),
             (READY_PATH, self.ready, "GET"),
             (OPENAPI_PATH, self.openapi, "GET"),
@@ -117,19 +121,32 @@ class AdminRoutes:
     async def set_mode(self, request: Request) -> Response:
         principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
         asked = _parse_mode_request(await self._read_json_body(request))
+        fleet = self.controller if isinstance(self.controller, FleetController) else None
+        if fleet is not None and (asked.until or asked.start_at):
+            raise ProblemError(
+                Problem.BAD_PARAMETER,
+                "timed maintenance windows (until, start_at) are not available in fleet mode yet: "
+                "switch without them",
+            )
+        if asked.instance is not None and fleet is None:
+            raise NoSuchInstance(asked.instance)
         if asked.dry_run:
             plan = self.controller.dry_run(asked.mode)
             return JSONResponse({"dry_run": plan.to_dict()}, headers={"Cache-Control": "no-store"})
         request_id = _request_id(request)
-        record = await self.controller.set_mode(
-            asked.mode,
-            actor=principal.name,
-            client=_client(request),
-            request_id=request_id,
-            reason=asked.reason,
-            until=asked.until,
-            start_at=asked.start_at,
-        )
+        who = {"actor": principal.name, "client": _client(request), "request_id": request_id}
+        if asked.instance is not None and fleet is not None:  # one instance out, or back in
+            record = await fleet.switch_instance(
+                asked.instance, asked.mode, reason=asked.reason, **who
+            )
+        else:
+            record = await self.controller.set_mode(
+                asked.mode,
+                reason=asked.reason,
+                until=asked.until,
+                start_at=asked.start_at,
+                **who,
+            )
         if record.outcome is Outcome.SCHEDULED:
             return JSONResponse(
                 {"server scheduled": window_document(self.controller.window)},
@@ -154,6 +171,10 @@ class AdminRoutes:
     async def status(self, request: Request) -> Response:
         if self.auth.guards(Role.READER):  # reading the headers costs, and status is polled
             self.auth.require(request.headers.get("authorization"), Role.READER)
+        if isinstance(
+            self.controller, FleetController
+        ):  # the instances, read at most once a second
+            await self.controller.fleet.refresh_members(max_age=1.0)
         # JSONResponse(status_document(...)), built from cached pieces: status is polled.
         body = status_json(self.controller, self.stats)
         return Response(body, headers=_STATUS_HEADERS, media_type=_JSON)
@@ -172,6 +193,26 @@ class AdminRoutes:
             headers={"Cache-Control": "no-store"},
         )
 
+    async def fleet(self, request: Request) -> Response:
+        """The fleet's instances and its recent records (read from the engine); a service
+        without --fleet answers ``{"fleet": null, "records": []}``."""
+        self.auth.require(request.headers.get("authorization"), Role.READER)
+        limit = _int_param(request, "limit", *HISTORY_LIMITS) or HISTORY_DEFAULT
+        controller = self.controller
+        if not isinstance(controller, FleetController):  # alone: no fleet, no fleet records
+            return JSONResponse(
+                {"fleet": None, "records": []}, headers={"Cache-Control": "no-store"}
+            )
+        await controller.fleet.refresh_members()
+        records = await controller.fleet.records(limit)
+        return JSONResponse(
+            {
+                "fleet": fleet_document(controller),
+                "records": [record.to_dict() for record in records],
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
     async def live(self, request: Request) -> Response:
         return JSONResponse({"status": "live"})
 
@@ -179,6 +220,9 @@ class AdminRoutes:
         """Ready means taking normal traffic: production, no switch under way, no lame duck."""
         state = self.controller.state
         body = {"mode": state.mode.value, "state": state.value}
+        if isinstance(self.controller, FleetController):
+            # Serving under the last fleet state known; said here so that monitoring sees it.
+            body["fleet"] = "lost" if self.controller.fleet.lost is not None else "connected"
         if state is State.PRODUCTION and self.controller.lame_duck_until is None:
             return JSONResponse({"status": "ready", **body})
         retry = str(self.controller.retry_after())
@@ -238,7 +282,8 @@ _STATUS_HEADERS = {"Cache-Control": "no-store"}
 
 
 def _parse_mode_request(body: bytes) -> ModeRequest:
-    """``{"mode": ..., "reason": ..., options}`` -> the request; anything else is a 400."""
+    """``{"mode": ..., "reason": ..., "instance": ..., options}`` -> the request; anything else
+    is a 400."""
     data = _strict_json(body)
     if not isinstance(data, dict):
         raise ProblemError(
@@ -268,7 +313,18 @@ def _parse_mode_request(body: bytes) -> ModeRequest:
             f"bad reason {_shorten(json.dumps(reason))}: a string of at most {MAX_REASON} "
             f"characters, without control characters",
         )
-    return ModeRequest(mode.value, reason, **read_options(data))
+    instance = data.get("instance")
+    if instance is not None and (
+        not isinstance(instance, str)
+        or not 0 < len(instance) <= MAX_INSTANCE
+        or not _plain_text(instance)
+    ):
+        raise ProblemError(
+            Problem.BAD_PARAMETER,
+            f"bad instance {_shorten(json.dumps(instance))}: the name of a live instance of "
+            f"the fleet, a string of 1 to {MAX_INSTANCE} characters without control characters",
+        )
+    return ModeRequest(mode.value, reason, instance=instance, **read_options(data))
 
 
 def _plain_text(text: str) -> bool:

@@ -13,6 +13,8 @@ servermode_requests_bypassed_total              counter    category (refused, th
 servermode_transitions_total                    counter    from_state, to_state, outcome
 servermode_drain_duration_seconds               histogram  outcome (completed, forced, ...)
 servermode_last_transition_timestamp_seconds    gauge      (when the current state began)
+servermode_fleet_instances                      gauge      state (fleet mode: instances per state)
+servermode_fleet_connected                      gauge      (fleet mode: 1 while Redis answers)
 
 The state is a state set (one gauge per state) rather than ``prometheus_client``'s ``Enum``,
 which its multiprocess mode does not support. Each process exports its own figures.
@@ -36,6 +38,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from servermode.core import ModeController, Outcome, State, TransitionRecord
+from servermode.core.fleet import FleetController
 
 __all__ = [
     "DRAIN_BUCKETS",
@@ -192,7 +195,31 @@ class ServermodeCollector:
             "When the current state began (Unix time)",
             value=began.timestamp(),
         )
-        return [state, in_flight, requests, bypassed, transitions, drains, last]
+        families = [state, in_flight, requests, bypassed, transitions, drains, last]
+        if isinstance(controller, FleetController):
+            families += _fleet_families(controller)
+        return families
+
+
+def _fleet_families(controller: FleetController) -> list[Metric]:
+    """The fleet as this instance last saw it (no engine call): instances per state, and
+    whether the engine answers."""
+    view = controller.fleet.view()
+    per_state = Counter(instance["state"] for instance in view["instances"])
+    instances = GaugeMetricFamily(
+        "servermode_fleet_instances",
+        "Live instances of the fleet per local state, as this instance last saw them",
+        labels=["state"],
+    )
+    for each in State:
+        instances.add_metric([each.value], float(per_state.get(each.value, 0)))
+    connected = GaugeMetricFamily(
+        "servermode_fleet_connected",
+        "1 while this instance reaches the fleet engine (Redis), 0 while it serves under the "
+        "last fleet state it knew",
+        value=1.0 if view["engine"] == "connected" else 0.0,
+    )
+    return [instances, connected]
 
 
 def metrics_registry(

@@ -28,6 +28,7 @@ class ModeRequest:
 
     mode: str
     reason: str | None = None
+    instance: str | None = None  # fleet mode: one instance out of the fleet, or back in
     dry_run: bool = False
     start_at: datetime | None = None
     until: datetime | None = None

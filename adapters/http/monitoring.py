@@ -21,6 +21,7 @@ import weakref
 from typing import Any
 
 from servermode.core import ModeController, TransitionRecord
+from servermode.core.fleet import FleetController
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -132,6 +133,11 @@ class MonitoringRoutes:
 
     async def metrics(self, request: Request) -> Response:
         self.auth.require(request.headers.get("authorization"), Role.READER)
+        controller = self.controller
+        if isinstance(controller, FleetController):
+            # The fleet gauges read the instances as last listed; at most a second old (the
+            # status document's rule), so that scrapes do not each read every heartbeat.
+            await controller.fleet.refresh_members(max_age=1.0)
         body, content_type = exposition(self.monitor.registry, request.headers.get("accept"))
         return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from servermode.core import Mode, Outcome, State, TimeoutPolicy, Verdict
+from servermode.core.fleet import FleetOutcome, ReportOutcome
 from servermode.core.window import WHEN_PATTERN
 
 from ..version import VERSION
@@ -19,6 +20,7 @@ from .routes import (
     BYPASS_PATH,
     CANCEL_PATH,
     EVENTS_PATH,
+    FLEET_PATH,
     LIVE_PATH,
     METRICS_PATH,
     MODE_PATH,
@@ -111,6 +113,14 @@ SCHEMAS: dict[str, Any] = {
                 "maxLength": 500,
                 "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
                 "description": "kept in the audit (null: none)",
+            },
+            "instance": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": 200,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+                "description": "fleet mode: put this one live instance alone in the mode (out of "
+                "the fleet), or back in the fleet when the mode is the fleet's",
             },
             "until": {
                 "type": ["string", "null"],
@@ -290,6 +300,91 @@ SCHEMAS: dict[str, Any] = {
                 "description": "only while draining: the categories the drain waits for "
                 "(counted, refused by its target)",
             },
+            "fleet": {**_ref("Fleet"), "description": "only with --fleet"},
+        },
+        "additionalProperties": False,
+    },
+    "Fleet": {
+        "type": "object",
+        "description": "the fleet as this instance last read it (no Redis call)",
+        "required": ["instance", "engine", "epoch", "state", "mode", "instances"],
+        "properties": {
+            "instance": {"type": "string", "description": "this instance"},
+            "out": {
+                "anyOf": [_MODE, {"type": "null"}],
+                "description": "this instance's own mode, while it is out of the fleet",
+            },
+            "engine": {"type": "string", "enum": ["connected", "lost"]},
+            "engine_error": {"type": "string", "description": "only while lost"},
+            "engine_lost_since": {**_TIME, "description": "only while lost"},
+            "epoch": {"type": ["integer", "null"]},
+            "state": {"anyOf": [_STATE, {"type": "null"}]},
+            "mode": {"anyOf": [_MODE, {"type": "null"}]},
+            "instances": {"type": "array", "items": _ref("FleetInstance")},
+            "target": {**_MODE, "description": "only while the fleet drains"},
+            "deadline": {**_TIME, "description": "only while the fleet drains"},
+            "starter": {"type": ["string", "null"], "description": "who started the switch"},
+            "not_drained": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "live instances that have not reported their drain",
+            },
+            "reported": {**_enum(ReportOutcome), "description": "this instance's drain report"},
+        },
+        "additionalProperties": False,
+    },
+    "FleetInstance": {
+        "type": "object",
+        "required": ["instance", "epoch", "state", "in_flight", "since", "seen", "reported"],
+        "properties": {
+            "instance": {"type": "string"},
+            "epoch": {"type": "integer", "description": "the fleet epoch it follows"},
+            "state": _STATE,
+            "in_flight": _COUNTS,
+            "since": _TIME,
+            "seen": {**_TIME, "description": "its last heartbeat"},
+            "reported": {"anyOf": [_enum(ReportOutcome), {"type": "null"}]},
+            "out": {
+                "anyOf": [_MODE, {"type": "null"}],
+                "description": "the mode it was put in alone, out of the fleet",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "FleetRecord": {
+        "type": "object",
+        "required": ["epoch", "from_state", "to_state", "outcome", "at", "instances", "expired"],
+        "properties": {
+            "epoch": {"type": "integer", "description": "the epoch of the drain"},
+            "from_state": _STATE,
+            "to_state": _STATE,
+            "outcome": _enum(FleetOutcome),
+            "at": {"type": "number", "description": "Unix time (seconds)"},
+            "target": {"anyOf": [_MODE, {"type": "null"}]},
+            "started": {"type": ["number", "null"], "description": "Unix time (seconds)"},
+            "actor": _TEXT_OR_NULL,
+            "reason": _TEXT_OR_NULL,
+            "starter": _TEXT_OR_NULL,
+            "completed_by": _TEXT_OR_NULL,
+            "instances": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "each instance counted: drained, timed_out or not_reported",
+            },
+            "expired": {"type": "array", "items": {"type": "string"}},
+            "stragglers": {"type": "object", "additionalProperties": _COUNTS},
+        },
+        "additionalProperties": False,
+    },
+    "FleetPage": {
+        "type": "object",
+        "required": ["fleet", "records"],
+        "properties": {
+            "fleet": {
+                "anyOf": [_ref("Fleet"), {"type": "null"}],
+                "description": "null when the service runs without --fleet",
+            },
+            "records": {"type": "array", "items": _ref("FleetRecord")},
         },
         "additionalProperties": False,
     },
@@ -322,6 +417,12 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"start_at": _TEXT_OR_NULL, "until": _TEXT_OR_NULL},
                 "additionalProperties": False,
                 "description": "the maintenance window the change set (ISO 8601), if any",
+            },
+            "fleet": {
+                "anyOf": [_ref("FleetRecord"), {"type": "object", "maxProperties": 0}],
+                "description": "fleet mode: this instance's part in a fleet switch carries the "
+                "switch's fleet record (each instance's outcome, the epoch...), as GET "
+                "/server/fleet lists it; empty otherwise",
             },
         },
         "additionalProperties": False,
@@ -357,6 +458,7 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["live", "ready", "not ready"]},
             "mode": _MODE,
             "state": _STATE,
+            "fleet": {"type": "string", "enum": ["connected", "lost"]},
         },
         "additionalProperties": False,
     },
@@ -396,6 +498,7 @@ PATHS: dict[str, Any] = {
                 "408": _error("the body did not arrive within the body timeout"),
                 "413": _error("body over the size limit"),
                 "415": _error("body not declared JSON (Content-Type), or no Content-Type"),
+                "409": _error("no live instance of that name (or no fleet) for the instance"),
                 "503": {
                     **_error(
                         "a switch is under way, the drain timed out under the rollback policy, "
@@ -440,6 +543,26 @@ PATHS: dict[str, Any] = {
                 "400": _error("bad limit or before"),
                 "401": _error("no or wrong bearer token (when a read token is configured)"),
                 "503": _error("the store could not be read"),
+            },
+        }
+    },
+    FLEET_PATH: {
+        "get": {
+            "summary": "The fleet's instances and its recent records (null without --fleet)",
+            "operationId": "getFleet",
+            "security": _READ_SECURITY,
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("FleetPage"), "the fleet"),
+                "400": _error("bad limit"),
+                "401": _error("no or wrong bearer token (when a read token is configured)"),
+                "503": _error("the fleet engine could not be read"),
             },
         }
     },

@@ -25,6 +25,7 @@ from servermode.core import (
     StoreError,
     SwitchInProgress,
 )
+from servermode.core.fleet import NoSuchInstance
 from servermode.core.logs import get_logger
 from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
@@ -61,6 +62,7 @@ class Problem(Enum):
     METHOD_NOT_ALLOWED = (405, "method not allowed", 4050)
     REQUEST_TIMEOUT = (408, "request timeout", 4080)
     NOTHING_TO_CANCEL = (409, "nothing to cancel", 4090)
+    NO_SUCH_INSTANCE = (409, "no such instance", 4091)
     PAYLOAD_TOO_LARGE = (413, "payload too large", 4130)
     UNSUPPORTED_MEDIA_TYPE = (415, "unsupported media type", 4150)
     INTERNAL_ERROR = (500, "internal server error", 5000)
@@ -149,6 +151,7 @@ EXCEPTION_PROBLEMS: tuple[tuple[type[ServerModeError], Problem, Callable[[Any], 
     (SwitchInProgress, Problem.SWITCH_IN_PROGRESS, _switch_in_progress),
     (ModeChangeFailed, Problem.MODE_NOT_CHANGED, _not_changed),
     (StoreError, Problem.STORE_UNAVAILABLE, _not_changed),
+    (NoSuchInstance, Problem.NO_SUCH_INSTANCE, str),
 )
 
 _BY_STATUS: Mapping[int, Problem] = {

@@ -25,6 +25,7 @@ __all__ = [
     "BYPASS_PATH",
     "CANCEL_PATH",
     "EVENTS_PATH",
+    "FLEET_PATH",
     "LIVE_PATH",
     "METRICS_PATH",
     "MODE_PATH",
@@ -45,6 +46,7 @@ __all__ = [
 MODE_PATH = "/server/mode"
 STATUS_PATH = "/server/status"
 TRANSITIONS_PATH = "/server/transitions"
+FLEET_PATH = "/server/fleet"
 LIVE_PATH = "/server/health/live"
 READY_PATH = "/server/health/ready"
 OPENAPI_PATH = "/server/openapi.json"
@@ -72,6 +74,7 @@ SERVER_ROUTES: Mapping[str, frozenset[str]] = MappingProxyType(
         MODE_PATH: frozenset({"POST"}),
         STATUS_PATH: frozenset(),
         TRANSITIONS_PATH: frozenset(),
+        FLEET_PATH: frozenset(),
         LIVE_PATH: frozenset(),
         READY_PATH: frozenset(),
         OPENAPI_PATH: frozenset(),

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from servermode.core import AdmissionPolicy, Mode, ModeController, State, TimeoutPolicy, Window
+from servermode.core.fleet import FleetController
 
 from ..version import VERSION
 from .stats import RequestStats
@@ -37,6 +38,7 @@ from .stats import RequestStats
 __all__ = [
     "MEMORY_MAX_AGE",
     "MemoryFigures",
+    "fleet_document",
     "format_time",
     "format_timestamp",
     "process_memory_kb",
@@ -192,7 +194,25 @@ def status_document(
         document["drain_started"] = format_time(status.drain_started)
         document["deadline"] = format_time(status.deadline)
         document["waiting_for"] = list(controller.policy.outgoing(status.state))
+    if isinstance(controller, FleetController):
+        document["fleet"] = fleet_document(controller)
     return document
+
+
+def _wall(seconds: float | None) -> str | None:
+    return None if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
+
+
+def fleet_document(controller: FleetController) -> dict[str, Any]:
+    """The fleet as the instance last read it (no engine call), times formatted."""
+    view = controller.fleet.view()
+    for key in ("deadline", "engine_lost_since"):
+        if key in view:
+            view[key] = _wall(view[key])
+    for instance in view["instances"]:
+        instance["since"] = _wall(instance["since"])
+        instance["seen"] = _wall(instance["seen"])
+    return view
 
 
 def status_json(controller: ModeController, stats: RequestStats, now: float | None = None) -> bytes:
@@ -204,6 +224,9 @@ def status_json(controller: ModeController, stats: RequestStats, now: float | No
     and bypass counts are encoded per request. The status route is polled, under load too
     (``bench/status_throughput.py``).
     """
+    if isinstance(controller, FleetController):
+        # The fleet's part changes with every instance's heartbeat: encoded whole, as before.
+        return _encode(status_document(controller, stats, now)).encode("utf-8")
     status = controller.status()
     steady = _steady_pieces(
         status.mode,

@@ -97,6 +97,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE transitions ADD COLUMN lame_duck REAL NOT NULL DEFAULT 0",
         "ALTER TABLE transitions ADD COLUMN window TEXT NOT NULL DEFAULT '{}'",
     ),
+    # 5: an instance's record of a fleet switch keeps the fleet-level record (JSON; '{}': none).
+    ("ALTER TABLE transitions ADD COLUMN fleet TEXT NOT NULL DEFAULT '{}'",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -118,8 +120,9 @@ _RECORD_COLUMNS = (
     "closed",
     "lame_duck",
     "window",
+    "fleet",
 )
-_JSON_COLUMNS = ("in_flight", "stragglers", "closed", "window")
+_JSON_COLUMNS = ("in_flight", "stragglers", "closed", "window", "fleet")
 _INSERT_RECORD = (
     f"INSERT INTO transitions ({', '.join(_RECORD_COLUMNS[1:])}) "
     f"VALUES ({', '.join(':' + c for c in _RECORD_COLUMNS[1:])})"

@@ -43,6 +43,7 @@ SCRIPTS = {
     },
     # No target: the issue asks for the figures (SQLite next to in-memory, and what FULL costs).
     "idle_switch": set(),
+    "fleet": {"fleet gate / lone gate, admit + release"},
     "scale": {
         "worst last release -> new mode in force, quiet loop",
         "worst switch's own share, requests awaited",

@@ -74,6 +74,7 @@ def test_servermode_routes_live_under_server() -> None:
         "/server/mode",
         "/server/status",
         "/server/transitions",
+        "/server/fleet",  # issue 11: 404 without --fleet
         "/server/health/live",
         "/server/health/ready",
         "/server/openapi.json",

@@ -275,3 +275,38 @@ class TestForwardedAllowIps:
             settings_of({}, "--forwarded-allow-ips", value)
         with pytest.raises(SettingsError, match=r"forwarded-allow-ips: .* is not an IP"):
             check_settings(Settings(forwarded_allow_ips=value))
+
+
+class TestFleet:
+    def test_several_workers_are_accepted_with_a_fleet(self) -> None:
+        settings = settings_of({"SERVERMODE_FLEET": "redis://127.0.0.1:6379/0"}, "--workers", "4")
+        assert (settings.workers, settings.fleet) == (4, "redis://127.0.0.1:6379/0")
+
+    @pytest.mark.parametrize(
+        ("environment", "says"),
+        [
+            ({"SERVERMODE_FLEET": "http://h/0"}, "expected redis://HOST:PORT/DB"),
+            ({"SERVERMODE_FLEET_PERIOD": "0"}, "fleet period must be"),
+            ({"SERVERMODE_FLEET_PERIOD": "nan"}, "fleet period must be"),
+            (
+                {"SERVERMODE_FLEET_PERIOD": "2", "SERVERMODE_FLEET_HEARTBEAT_TTL": "3"},
+                "at least twice the fleet period",
+            ),
+            ({"SERVERMODE_INSTANCE_ID": " "}, "instance id must be printable"),
+        ],
+    )
+    def test_bad_fleet_settings_are_refused_saying_why(
+        self, environment: dict[str, str], says: str
+    ) -> None:
+        with pytest.raises(SettingsError, match=says):
+            settings_of(environment)
+
+    def test_the_environment_of_a_worker_gives_back_the_settings(self) -> None:
+        from servermode.adapters.cli.settings import settings_environment
+
+        settings = settings_of(
+            {"SERVERMODE_ADMIN_TOKEN": "s3cret"},
+            *("--fleet", "redis://127.0.0.1:6379/2", "--workers", "3", "--drain-timeout", "7.5"),
+            *("--insecure", "--instance-id", "web", "--fleet-period", "0.2"),
+        )
+        assert settings_of(settings_environment(settings)) == settings

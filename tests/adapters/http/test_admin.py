@@ -381,3 +381,23 @@ class TestEmbeddedRoutes:
         assert unauthorised.headers["www-authenticate"].startswith("Bearer")
         assert (busy.status_code, busy.json()["code"]) == (503, 5031)
         assert int(busy.headers["retry-after"]) >= 1
+
+
+def test_the_fleet_route_without_a_fleet_says_there_is_none() -> None:
+    """GET /server/fleet belongs to servermode: without --fleet, no fleet and no records."""
+    from ..helpers import assert_documented, serving
+
+    with serving() as (client, _):
+        answer = client.get("/server/fleet")
+    assert answer.status_code == 200
+    assert assert_documented(answer, "/server/fleet", "GET") == {"fleet": None, "records": []}
+
+
+def test_an_instance_selector_without_a_fleet_is_refused() -> None:
+    from ..helpers import assert_documented, serving
+
+    with serving() as (client, _):
+        answer = client.post("/server/mode", json={"mode": "maintenance", "instance": "b"})
+    assert answer.status_code == 409
+    body = assert_documented(answer, "/server/mode", "POST")
+    assert body["code"] == 4091 and "no --fleet" in body["description"]

@@ -169,7 +169,9 @@ class TestCrash:
             out, err = runner.communicate(timeout=10)
             assert runner.returncode == -signal.SIGKILL, err
             for line in [ready, *out.splitlines()]:
-                _, id, outcome = line.split()
+                words = line.split()
+                assert len(words) == 3, f"unexpected runner line {line!r}; stderr: {err[-2000:]}"
+                _, id, outcome = words
                 if id != "-":
                     completed[int(id)] = outcome
 
