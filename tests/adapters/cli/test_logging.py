@@ -175,3 +175,11 @@ def test_serve_leaves_uvicorns_access_logger_without_handlers(
     assert result.exit_code == 0, result.output
     assert configs and configs[0].access_log is False
     assert not logging.getLogger("uvicorn.access").hasHandlers()
+
+
+def test_uvicorns_access_logger_has_no_handler_up_the_tree() -> None:
+    """Whoever configures logging last (a worker of `serve --workers N` configures after
+    uvicorn), uvicorn's access logger reaches no handler: servermode writes its own lines."""
+    configure_logging("debug", "json", io.StringIO())
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    assert logging.getLogger("uvicorn.error").hasHandlers()
