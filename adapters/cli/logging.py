@@ -151,6 +151,7 @@ def configure_logging(
     # handler up the tree, or uvicorn builds every line's arguments even when it drops the line
     # (it checks hasHandlers(), not the level), whichever of the two configures logging last.
     access = logging.getLogger("uvicorn.access")
+    access.handlers = []
     access.propagate = False
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import logging.config
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +22,8 @@ from servermode.adapters.http import events
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    loggers = [logging.getLogger(name) for name in ("servermode.audit", "uvicorn.access")]
+    names = ("servermode.audit", "uvicorn", "uvicorn.error", "uvicorn.access")
+    loggers = [logging.getLogger(name) for name in names]
     saved = [(logger.level, logger.handlers[:], logger.propagate) for logger in loggers]
     yield
     root.handlers, root.level = handlers, level
@@ -180,6 +182,8 @@ def test_serve_leaves_uvicorns_access_logger_without_handlers(
 def test_uvicorns_access_logger_has_no_handler_up_the_tree() -> None:
     """Whoever configures logging last (a worker of `serve --workers N` configures after
     uvicorn), uvicorn's access logger reaches no handler: servermode writes its own lines."""
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)  # as uvicorn sets up by default
+    assert logging.getLogger("uvicorn.access").hasHandlers()
     configure_logging("debug", "json", io.StringIO())
     assert not logging.getLogger("uvicorn.access").hasHandlers()
     assert logging.getLogger("uvicorn.error").hasHandlers()
