@@ -89,10 +89,17 @@ fleet: $(STAMP) redis-server
 
 # Benchmarks (not part of `make test`; tests/bench runs each with --quick): every script
 # prints its figures against a baseline from the same run and writes them to bench/results.
-BENCHES := admission switch_latency scale asgi_overhead http_overhead status_throughput fleet
+BENCHES := admission switch_latency idle_switch scale asgi_overhead http_overhead \
+	status_throughput refusal_throughput shipped_service fleet
 
-# The HTTP benchmarks load their servers with wrk when it is installed (an asyncio client otherwise).
-bench: $(STAMP) redis-server
+# The HTTP benchmarks load their servers with wrk when it is installed (an asyncio client otherwise);
+# they measure uvicorn's plain stack and, with the `fast` extra installed here, httptools + uvloop.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,fast]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) redis-server
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo 'wrk not installed: the asyncio load generator is used'
 	for b in $(BENCHES); do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
 

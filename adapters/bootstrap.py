@@ -1,10 +1,11 @@
 """The composition root: settings in, a controller and the gated ASGI application out.
 
 ReportStart                                   logs the mode in force once started
-  └─ GateMiddleware(controller, rules)        classify, admit, count; starts the controller
-       └─ AdminDispatch                       servermode's paths -> admin app, the rest -> app
-            ├─ admin_app(controller, auth)    /server/mode, /server/status, ... (Starlette)
-            └─ the app: --app module:attr, or the built-in demo
+  └─ AccessLogMiddleware (--access-log)       one line per answer, the gate's refusals included
+       └─ GateMiddleware(controller, rules)   classify, admit, count; starts the controller
+            └─ AdminDispatch                  servermode's paths -> admin app, the rest -> app
+                 ├─ admin_app(...)            /server/mode, /server/status, ... (Starlette)
+                 └─ the app: --app module:attr, or the built-in demo
 
 servermode's paths are one table (:mod:`.http.routes`), read by both the classification (in
 the rules) and the dispatch, so a request is served by servermode exactly when it is
@@ -17,16 +18,18 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, AuditLog, ModeController
 from servermode.core.fleet import FleetController
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 from uvicorn.importer import ImportFromStringError, import_from_string
 
 from .cli.settings import Settings, SettingsError
+from .http.access import AccessLogMiddleware
 from .http.admin import admin_app
 from .http.auth import TokenAuth
 from .http.bypass import Bypass, hide_in_logs, parse_networks
@@ -106,11 +109,15 @@ def build_service(
     app: ASGIApp | None = None,
     rules: RouteRules | None = None,
     policy: AdmissionPolicy | None = None,
+    *,
+    access_log: Callable[[Scope, int], None] | None = None,
 ) -> Service:
     """Wire the service that ``settings`` describe.
 
     ``app`` overrides ``settings.app``, and ``rules`` the rules file ``settings.rules`` (else
     the Context Services rules); ``policy`` is the admission policy (else Context Services).
+    ``access_log`` (e.g. an :class:`.http.access.AccessLog`) is told of every HTTP answer,
+    the gate's refusals included; without it there is no access-log layer at all.
     """
     if rules is None:
         rules = load_rules(settings.rules) if settings.rules else CONTEXT_SERVICES_RULES
@@ -162,9 +169,11 @@ def build_service(
         body_timeout=settings.body_timeout,
         bypass=bypass,
     )
-    gated = GateMiddleware(
+    gated: ASGIApp = GateMiddleware(
         AdminDispatch(admin, app), controller, rules, stats, page=page, bypass=bypass
     )
+    if access_log is not None:
+        gated = AccessLogMiddleware(gated, access_log)
     instance = controller.instance if isinstance(controller, FleetController) else None
     return Service(
         app=ReportStart(gated, controller, settings.state),
@@ -184,13 +193,18 @@ def worker_app() -> ASGIApp:
     """
     from .cli.logging import configure_logging
     from .cli.options import resolve_serve
+    from .http.access import AccessLog
 
     resolved = resolve_serve((), os.environ)
     settings = resolved.settings
-    configure_logging(settings.log_level, settings.log_format)
+    logs = configure_logging(settings.log_level, settings.log_format)
+    access = AccessLog(logs.lines.write, as_json=logs.as_json) if settings.access_log else None
     name = f"{settings.instance_id or socket.gethostname()}:{os.getpid()}"
     worker = replace(settings, state=MEMORY, instance_id=name)
-    return build_service(worker, rules=resolved.rules(), policy=resolved.policy).app
+    service = build_service(
+        worker, rules=resolved.rules(), policy=resolved.policy, access_log=access
+    )
+    return service.app
 
 
 def default_instance_id() -> str:

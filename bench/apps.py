@@ -54,7 +54,9 @@ __all__ = [
     "gated_app",
     "gated_server",
     "http_scope",
+    "refusing_server",
     "request_loop",
+    "service_server",
     "started_loop",
     "status_server",
     "status_service",
@@ -161,6 +163,18 @@ def bare_server() -> ASGIApp:
 
 def gated_server() -> ASGIApp:
     return gated_app(controller())
+
+
+def refusing_server() -> ASGIApp:
+    """The gated app in maintenance: ``GET /profiles/1`` is refused by the gate (503)."""
+    return gated_app(ModeController(InMemoryStore(), initial_mode="maintenance"))
+
+
+def service_server() -> ASGIApp:
+    """What ``servermode serve --app bench.served:app --state :memory:`` serves, for uvicorn's
+    command line: the same composition (gate, admin dispatch, admin routes) around the bare app.
+    """
+    return build_service(Settings(state=MEMORY), app=bare_app()).app
 
 
 # -- the status document against a JSON document of the same size ---------------------------

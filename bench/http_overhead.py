@@ -11,11 +11,17 @@ Each round starts the servers afresh, in alternating order: two identical bare s
 started once and kept for every round measured 0.93 against each other here (the one started
 second was slower throughout), a bias as large as the effect measured. A second bare server,
 "bare again", runs in every round too: its ratio to the first (no effect at all) shows how far
-the method strays on the machine at hand, next to the gated ratio.
+the method strays on the machine at hand, next to the gated ratio (an A/A row).
+
+Both uvicorn stacks are measured (issue 14 item 3) when installed: ``h11`` (asyncio and h11,
+what plain ``uvicorn`` serves with) and ``httptools`` (uvloop and httptools, what
+``uvicorn[standard]`` brings): the bare app is faster on the second, so the gate's share of
+each request is larger there.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 
 from .apps import PROFILE_PATH
@@ -25,17 +31,36 @@ from .harness import (
     median,
     paired_ratios,
 )
-from .loadgen import fresh_servers_per_round, load, load_generator, run_with_load_generator
+from .loadgen import (
+    STACKS,
+    Served,
+    fresh_servers_per_round,
+    load,
+    load_generator,
+    run_with_load_generator,
+    uvicorn_factory,
+)
 
 TARGET_RATIO = 0.97
 CONNECTIONS = 16
+#: The modules each stack needs (``pip install 'servermode[fast]'`` brings uvicorn[standard]).
+STACK_MODULES = {"h11": ("h11",), "httptools": ("httptools", "uvloop")}
+
+
+def installed_stacks() -> list[str]:
+    return [
+        stack
+        for stack in STACKS
+        if all(importlib.util.find_spec(module) for module in STACK_MODULES[stack])
+    ]
 
 
 def measure(options: Options, generator_choice: str = "auto") -> Report:
     generator = load_generator(generator_choice)
-    seconds, rounds, warmup = (0.5, 1, 0) if options.quick else (2.0, 20, 1)
+    seconds, rounds, warmup = (0.5, 1, 0) if options.quick else (2.0, 16, 1)
     if generator == "wrk":
         seconds = max(1.0, seconds)  # wrk's durations are whole seconds
+    stacks = installed_stacks()
     report = Report(
         "http_overhead",
         options.quick,
@@ -44,46 +69,63 @@ def measure(options: Options, generator_choice: str = "auto") -> Report:
             "connections": CONNECTIONS,
             "seconds_per_run": seconds,
             "rounds": rounds,
+            "stacks": " ".join(stacks),
         },
     )
-    samples = fresh_servers_per_round(
-        {
-            "bare": "bench.apps:bare_server",
-            "bare again": "bench.apps:bare_server",
-            "GateMiddleware": "bench.apps:gated_server",
-        },
+    servers: dict[str, Served] = {}
+    for stack in stacks:
+        servers[f"bare, {stack}"] = uvicorn_factory("bench.apps:bare_server", stack)
+        servers[f"bare again, {stack}"] = uvicorn_factory("bench.apps:bare_server", stack)
+        servers[f"GateMiddleware, {stack}"] = uvicorn_factory("bench.apps:gated_server", stack)
+    measured = fresh_servers_per_round(
+        servers,
         PROFILE_PATH,
-        lambda url: load(generator, url + PROFILE_PATH, connections=CONNECTIONS, seconds=seconds),
+        lambda _, url: load(
+            generator, url + PROFILE_PATH, connections=CONNECTIONS, seconds=seconds
+        ),
         rounds,
         warmup=warmup,
     )
-
-    ratios = paired_ratios(samples["GateMiddleware"], samples["bare"])
-    # The same server measured against itself: how far this method strays with no effect at all.
-    noise = paired_ratios(samples["bare again"], samples["bare"])
     rows = []
-    for name, rates in samples.items():
-        report.figure(f"{name} requests/s", median(rates))
-        rows.append((name, median(rates), min(rates), max(rates)))
+    for name, rate, low, high, cpu in measured.rows():
+        report.figure(f"{name} requests/s", rate)
+        report.figure(f"{name} server CPU us/request", cpu)
+        rows.append((name, rate, low, high, cpu))
     report.table(
         f"GET {PROFILE_PATH} under uvicorn, {generator}, {CONNECTIONS} connections, "
         f"{seconds:g} s per run (median over rounds)",
-        ("server", "requests/s", "min", "max"),
+        ("server, stack", "requests/s", "min", "max", "server CPU us/req"),
         rows,
     )
-    report.table(
-        "requests per second against bare, per round, and their medians",
-        ("round", "GateMiddleware", "bare again"),
-        [(str(n + 1), g, b) for n, (g, b) in enumerate(zip(ratios, noise, strict=True))]
-        + [("median", median(ratios), median(noise))],
-    )
-    report.figure("bare again / bare requests/s (no effect: the method's noise)", median(noise))
-    report.check(
-        "GateMiddleware / bare requests per second",
-        report.figure("GateMiddleware / bare requests/s", median(ratios)),
-        TARGET_RATIO,
-        at_most=False,
-    )
+    for stack in stacks:
+        bare, gated, again = (
+            f"{kind}, {stack}" for kind in ("bare", "GateMiddleware", "bare again")
+        )
+        ratios = paired_ratios(measured.rates[gated], measured.rates[bare])
+        # The same server measured against itself: how far this method strays with no effect.
+        noise = paired_ratios(measured.rates[again], measured.rates[bare])
+        report.table(
+            f"{stack}: requests per second against bare, per round, and their medians",
+            ("round", "GateMiddleware", "bare again (A/A)"),
+            [(str(n + 1), g, b) for n, (g, b) in enumerate(zip(ratios, noise, strict=True))]
+            + [
+                ("median", median(ratios), median(noise)),
+                (
+                    "by server CPU per request",
+                    measured.cpu_ratio(gated, bare),
+                    measured.cpu_ratio(again, bare),
+                ),
+            ],
+        )
+        report.figure(f"{stack}: bare again / bare requests/s (A/A)", median(noise))
+        report.figure(f"{stack}: bare again / bare by CPU (A/A)", measured.cpu_ratio(again, bare))
+        report.figure(f"{stack}: GateMiddleware / bare by CPU", measured.cpu_ratio(gated, bare))
+        report.check(
+            f"GateMiddleware / bare requests per second, {stack}",
+            report.figure(f"{stack}: GateMiddleware / bare requests/s", median(ratios)),
+            TARGET_RATIO,
+            at_most=False,
+        )
     return report
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -23,11 +24,12 @@ from .harness import (
     median,
     paired_ratios,
 )
-from .loadgen import load, load_generator, run_with_load_generator, server
+from .loadgen import load, load_generator, run_with_load_generator, server, timed_load
 
 TARGET_RATIO = 0.9
 CONNECTIONS = 16
-PATHS = {"bare JSON": STATIC_JSON_PATH, "status": STATUS_PATH}
+#: "bare JSON again" is the same route measured as a case of its own: an A/A row.
+PATHS = {"bare JSON": STATIC_JSON_PATH, "bare JSON again": STATIC_JSON_PATH, "status": STATUS_PATH}
 
 
 def measure(options: Options, generator_choice: str = "auto") -> Report:
@@ -51,28 +53,50 @@ def measure(options: Options, generator_choice: str = "auto") -> Report:
     in_process = _in_process(requests, rounds)
     with server("bench.apps:status_server", STATIC_JSON_PATH) as served:
         cases = {
-            name: (
-                lambda url=served.url + path: load(
-                    generator, url, connections=CONNECTIONS, seconds=seconds
-                )
+            name: functools.partial(
+                timed_load,
+                served,
+                functools.partial(
+                    load, generator, served.url + path, connections=CONNECTIONS, seconds=seconds
+                ),
             )
             for name, path in PATHS.items()
         }
-        end_to_end = interleaved(cases, http_rounds, warmup=warmup)
+        runs = interleaved(cases, http_rounds, warmup=warmup)
+    end_to_end = {name: [done.rate for _, done in samples] for name, samples in runs.items()}
+    cpu_us = {name: [cpu for cpu, _ in samples] for name, samples in runs.items()}
 
     in_process_ratio = median(paired_ratios(in_process["bare JSON"], in_process["status"]))
     http_ratio = median(paired_ratios(end_to_end["status"], end_to_end["bare JSON"]))
+    report.figure(
+        "in process A/A: bare JSON again / bare JSON",
+        median(paired_ratios(in_process["bare JSON"], in_process["bare JSON again"])),
+    )
+    report.figure(
+        "end to end A/A: bare JSON again / bare JSON",
+        median(paired_ratios(end_to_end["bare JSON again"], end_to_end["bare JSON"])),
+    )
+    # The server's CPU time per request of each path, inverted: the throughput it predicts.
+    report.figure(
+        "end to end A/A by server CPU",
+        median(paired_ratios(cpu_us["bare JSON"], cpu_us["bare JSON again"])),
+    )
+    report.figure(
+        "end to end status / bare JSON by server CPU",
+        median(paired_ratios(cpu_us["bare JSON"], cpu_us["status"])),
+    )
     rows = []
     for name, path in PATHS.items():
         per_second = requests / median(in_process[name])
         rate = median(end_to_end[name])
         report.figure(f"in process {name} requests/s", per_second)
         report.figure(f"end to end {name} requests/s", rate)
-        rows.append((f"GET {path}", per_second, rate))
+        report.figure(f"end to end {name} server CPU us/request", median(cpu_us[name]))
+        rows.append((f"{name}: GET {path}", per_second, rate, median(cpu_us[name])))
     report.table(
         f"requests per second (median over rounds): in process {requests:,} requests per round; "
         f"end to end {generator}, {CONNECTIONS} connections, {seconds:g} s per run",
-        ("route", "in process", "end to end"),
+        ("route", "in process", "end to end", "server CPU us/req"),
         rows,
     )
     report.check(

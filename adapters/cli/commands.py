@@ -64,6 +64,7 @@ def serve(**values: Any) -> None:
     """
 
     from ..bootstrap import build_service
+    from ..http.access import AccessLog
     from ..http.events import run_server
     from .logging import configure_logging
 
@@ -71,13 +72,16 @@ def serve(**values: Any) -> None:
         resolved = resolve(click.get_current_context(), values)
         settings = resolved.settings
         check_exposure(settings)
-        configure_logging(settings.log_level, settings.log_format)
+        logs = configure_logging(settings.log_level, settings.log_format)
         if settings.workers > 1:  # with --fleet only (the settings refuse it otherwise)
             resolved.rules()  # a bad rules file is refused here, not in every worker
             _serve_workers(resolved)
             return
+        access = AccessLog(logs.lines.write, as_json=logs.as_json) if settings.access_log else None
         # Opens the state file and takes its lock: a second process on it stops here.
-        service = build_service(settings, rules=resolved.rules(), policy=resolved.policy)
+        service = build_service(
+            settings, rules=resolved.rules(), policy=resolved.policy, access_log=access
+        )
     except (SettingsError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     get_logger("servermode").info(
@@ -107,6 +111,10 @@ def serve(**values: Any) -> None:
         # every handshake the gate refuses with an HTTP answer (the 503 of a refused mode).
         ws="wsproto",
         server_header=False,
+        # servermode writes its own access lines (--access-log): uvicorn's stay off, and off
+        # entirely: uvicorn builds each line's arguments whenever its logger has a handler
+        # anywhere up the tree, even at a level that then drops the line.
+        access_log=False,
         # One process: uvicorn would otherwise read WEB_CONCURRENCY (see workers_refusal).
         workers=1,
         # X-Forwarded-For replaces the client (audited, logged) only from listed proxies:
@@ -151,6 +159,7 @@ def _serve_workers(resolved: Resolved) -> None:
         lifespan="on",
         ws="wsproto",
         server_header=False,
+        access_log=False,  # each worker writes servermode's own (bootstrap.worker_app)
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips or "",
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + GRACE_MARGIN,

@@ -133,6 +133,7 @@ class _Setting:
     metavar: str | None = None
     shown_default: str | None = None  # when the default is None, what it means
     is_flag: bool = False
+    switch: bool = False  # an on/off pair, --name/--no-name, defaulting to the Settings field
 
 
 _SETTINGS: tuple[_Setting, ...] = (
@@ -281,6 +282,11 @@ _SETTINGS: tuple[_Setting, ...] = (
         "auto: console on a terminal, JSON lines otherwise.",
         click.Choice(LOG_FORMATS),
     ),
+    _Setting(
+        "access_log",
+        "One log line per HTTP answer, refusals included (the audit is written regardless).",
+        switch=True,
+    ),
 )
 
 _TOKEN_FILES = {
@@ -296,13 +302,16 @@ def _option(setting: _Setting) -> Callable[[F], F]:
     shown: bool | str = setting.shown_default or True
     if setting.is_flag:
         shown = False
+    flag = "--" + setting.name.replace("_", "-")
+    if setting.switch:
+        flag += "/--no-" + setting.name.replace("_", "-")
     return click.option(
-        "--" + setting.name.replace("_", "-"),
+        flag,
         setting.name,
         cls=_SettingOption,
         type=setting.type,
         metavar=setting.metavar,
-        is_flag=setting.is_flag,
+        is_flag=setting.is_flag or setting.switch,
         default=default,
         show_default=shown,
         envvar=env_name(setting.name),

@@ -71,6 +71,8 @@ class Settings:
     insecure: bool = False
     log_level: str = "info"
     log_format: str = "auto"
+    # One line per HTTP answer; the audit trail is written whatever this and the level say.
+    access_log: bool = True
     # Comma-separated addresses or networks whose X-Forwarded-For / -Proto headers are
     # believed (the proxies in front); None: none, the client is the peer of the connection.
     forwarded_allow_ips: str | None = None

@@ -76,6 +76,10 @@ class TokenAuth:
     def protects_writes(self) -> bool:
         return self._admin is not None
 
+    def guards(self, role: Role) -> bool:
+        """Whether acting as ``role`` needs a token (else :meth:`require` lets anyone in)."""
+        return (self._admin if role is Role.ADMIN else self._read) is not None
+
     def require(self, authorization: str | None, role: Role) -> Principal:
         """The principal behind ``authorization`` if it may act as ``role``.
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from servermode.core import AdmissionPolicy
 
-from .routes import SERVER_CATEGORIES, SERVER_ROUTES, server_category
+from .routes import ADMIN, SERVER, SERVER_CATEGORIES, SERVER_ROUTES
 
 __all__ = ["CONTEXT_SERVICES_RULES", "RouteRule", "RouteRules", "normalise_path"]
 
@@ -166,12 +166,12 @@ class RouteRules:
 
     def classify(self, method: str, path: str) -> str:
         """The category of a request; ``path`` must already be in normal form."""
-        own = server_category(method, path)
-        if own is not None:
-            return own
+        admin_methods = SERVER_ROUTES.get(path)  # server_category, inline: every request
+        if admin_methods is not None:
+            return ADMIN if method in admin_methods else SERVER
         method = method.upper()
         path = path.lower()
-        first = _first_segment(path)
+        first = path[1:].partition("/")[0]  # _first_segment, inline
         decided = self._decided.get(first)
         if decided is not None:
             by_method, other = decided

@@ -77,18 +77,11 @@ class GateMiddleware:
         self.bypass = bypass if bypass is not None and bypass.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            # HTTP first: this dispatch runs on every request.
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # HTTP is handled here rather than in a method of its own: this runs on every request,
+        # and one coroutine less per request is measurable (bench/README.md, item 2).
+        if scope["type"] != "http":
+            await self._other(scope, receive, send)
+            return
         stats = self.stats
         stats.request()
         path = scope["path"]
@@ -96,13 +89,13 @@ class GateMiddleware:
         try:
             if not self._life.started:
                 await self._life.start()
-            ticket = self.controller.admit(self.rules.classify(scope["method"], normal))
+            # The gate's admit itself (ModeController.admit only forwards to it).
+            ticket = self.controller.gate.admit(self.rules.classify(scope["method"], normal))
         except ServerModeError as exc:  # refused, or the store could not load at first start
             bypassed = self._bypassing(scope, exc)
             if bypassed is None:
-                response = self.refusals.response(scope, exc)
-                stats.response(response.status_code)
-                await response(scope, receive, send)
+                # The answer's status is counted as it is sent (a hot path: see .page).
+                stats.response(await self.refusals.send(scope, send, exc))
                 return
             ticket = bypassed
         if normal is not path:
@@ -139,6 +132,15 @@ class GateMiddleware:
             raise
         finally:
             ticket.release()
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
     def _bypassing(self, scope: Scope, refusal: ServerModeError) -> Ticket | None:
         """A ticket for a refused request that may bypass the mode (counted as bypassed)."""

@@ -14,6 +14,7 @@ operator's template file, filled in with :class:`string.Template` from :data:`PL
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import string
@@ -25,9 +26,9 @@ from pathlib import Path
 from servermode.core import Refused, ServerModeError
 from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Message, Scope, Send
 
-from .problems import problem_for_exception, problem_response
+from .problems import problem_for_exception, problem_response, send_problem
 
 __all__ = ["PLACEHOLDERS", "MaintenancePage", "Refusal", "RefusalAnswers", "prefers_html"]
 
@@ -244,3 +245,41 @@ class RefusalAnswers:
                     },
                 )
         return problem_response(scope, problem, description, headers)
+
+    async def send(self, scope: Scope, send: Send, exc: ServerModeError) -> int:
+        """Send :meth:`response`'s answer; return its status.
+
+        The gate's refusals come here: a hot path during every drain. A client that does not
+        prefer HTML gets the error body sent directly (:func:`.problems.send_problem`: the same
+        bytes, no Response built); whether it prefers HTML is read from its Accept header,
+        decided once per distinct header.
+        """
+        accept = _accept(scope)
+        if self.page is not None and isinstance(exc, Refused) and _prefers_html(accept):
+            response = self.response(scope, exc)
+            await response(scope, _nothing_to_receive, send)
+            return response.status_code
+        problem, description, headers = problem_for_exception(exc)
+        if isinstance(exc, Refused):
+            headers["Vary"] = "Accept"
+        await send_problem(scope, send, problem, description, headers)
+        return problem.status
+
+
+def _accept(scope: Scope) -> str | None:
+    """The Accept header as Starlette's ``Headers.get`` reads it, cut where prefers_html stops
+    reading (so that the cache's keys stay short)."""
+    for key, value in scope["headers"]:
+        if key == b"accept":
+            return str(value[:MAX_ACCEPT].decode("latin-1"))
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _prefers_html(accept: str | None) -> bool:
+    # Clients send few distinct Accept headers: parse each once.
+    return prefers_html(accept)
+
+
+async def _nothing_to_receive() -> Message:
+    raise RuntimeError("an error answer does not read the request")

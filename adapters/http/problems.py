@@ -12,6 +12,7 @@ import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from servermode.core import (
@@ -20,6 +21,7 @@ from servermode.core import (
     ModeChangeFailed,
     Refused,
     ServerModeError,
+    State,
     StoreError,
     SwitchInProgress,
 )
@@ -29,7 +31,7 @@ from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Message, Scope, Send
 
 __all__ = [
     "CLIENT_CLOSED_REQUEST",
@@ -40,10 +42,13 @@ __all__ = [
     "answering_problems",
     "error_body",
     "internal_error_response",
+    "problem_body",
     "problem_for_exception",
     "problem_for_status",
     "problem_response",
     "refusal_description",
+    "request_uri",
+    "send_problem",
 ]
 
 
@@ -103,15 +108,21 @@ _log = get_logger("servermode.http")
 
 def refusal_description(refused: Refused) -> str:
     """What a request refused by the mode is told: the mode (or the switch) that refuses it."""
-    state = refused.state
+    return _refusal_description(refused.state, refused.category)
+
+
+@functools.lru_cache(maxsize=256)
+def _refusal_description(state: State, category: str) -> str:
+    # Cached: a refusal is a hot path (every request of the outgoing kind during a drain), and
+    # its words depend only on the state and the category. Categories are the policy's few.
     if state.is_draining:
         return (
             f"the operation is unavailable while the server is switching from {state.mode} "
-            f"to {state.target} mode ({refused.category} request)"
+            f"to {state.target} mode ({category} request)"
         )
     return (
         f"the operation is unavailable while the server is in {state.mode} mode "
-        f"({refused.category} request)"
+        f"({category} request)"
     )
 
 
@@ -160,6 +171,8 @@ def problem_for_exception(exc: ServerModeError) -> tuple[Problem, str, dict[str,
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int):
         headers["Retry-After"] = str(retry_after)
+    if type(exc) is Refused:  # the hot path: every refusal by the gate
+        return Problem.UNAVAILABLE_IN_MODE, refusal_description(exc), headers
     for kind, problem, describe in EXCEPTION_PROBLEMS:
         if isinstance(exc, kind):
             return problem, describe(exc), headers
@@ -173,8 +186,75 @@ def error_body(scope: Scope, problem: Problem, description: str) -> dict[str, An
         "title": problem.title,
         "description": description,
         "code": problem.code,
-        "uri": str(URL(scope=scope)),
+        "uri": request_uri(scope),
     }
+
+
+def request_uri(scope: Scope) -> str:
+    """The full request URI, as Starlette's ``URL(scope=scope)`` writes it."""
+    host = None
+    for key, value in scope["headers"]:
+        if key == b"host":
+            host = value
+            break
+    server = scope.get("server")
+    return _request_uri(
+        scope.get("scheme", "http"),
+        host,
+        tuple(server) if server is not None else None,
+        scope["path"],
+        scope.get("query_string", b""),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_uri(
+    scheme: str,
+    host: bytes | None,
+    server: tuple[str, int] | None,
+    path: str,
+    query_string: bytes,
+) -> str:
+    # Cached: building a URL from a scope (checking the Host header among others) costs more
+    # than the rest of a refusal, and during a drain the same URIs are refused over and over.
+    # These are all of the scope that URL(scope=...) reads, so the URI is exactly its own.
+    scope: dict[str, Any] = {
+        "scheme": scheme,
+        "server": server,
+        "path": path,
+        "query_string": query_string,
+        "headers": [(b"host", host)] if host is not None else [],
+    }
+    return str(URL(scope=scope))
+
+
+def problem_body(scope: Scope, problem: Problem, description: str) -> bytes:
+    """:func:`error_body` as compact JSON, built from parts that depend on the problem only.
+
+    Exactly ``json.dumps(error_body(...), separators=(",", ":"))``, without building the dict
+    and encoding it on every request: a refusal is a hot path.
+    """
+    method = scope.get("method", "GET" if scope.get("type") == "websocket" else "")
+    return b"".join(
+        (
+            b'{"http_method":',
+            encode_basestring_ascii(method).encode("ascii"),
+            _problem_middle(problem, description),
+            encode_basestring_ascii(request_uri(scope)).encode("ascii"),
+            b"}",
+        )
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _problem_middle(problem: Problem, description: str) -> bytes:
+    # From the title to "uri": the same for every request answered with this problem; the
+    # descriptions repeated on a hot path (refusals) are a few per state and category.
+    return (
+        f',"title":{encode_basestring_ascii(problem.title)}'
+        f',"description":{encode_basestring_ascii(description)}'
+        f',"code":{problem.code},"uri":'
+    ).encode("ascii")
 
 
 def problem_response(
@@ -184,13 +264,46 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The error answer as a Starlette response (itself an ASGI app, usable from middleware)."""
-    body = json.dumps(error_body(scope, problem, description), separators=(",", ":"))
     return Response(
-        body,
+        problem_body(scope, problem, description),
         status_code=problem.status,
         headers=dict(headers or {}),
         media_type="application/json",
     )
+
+
+async def send_problem(
+    scope: Scope,
+    send: Send,
+    problem: Problem,
+    description: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Send :func:`problem_response`'s answer to an HTTP request, without building a Response.
+
+    The same status, headers (in the same order) and body; for the gate's refusals, a hot path.
+    """
+    body = problem_body(scope, problem, description)
+    raw = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in (headers or {}).items()
+    ]
+    if headers and not _SET_BY_RESPONSE.isdisjoint(name for name, _ in raw):
+        # Rare (no problem of servermode's sets these): let Starlette merge them as it does.
+        await problem_response(scope, problem, description, headers)(scope, _no_receive, send)
+        return
+    raw.append((b"content-length", str(len(body)).encode("ascii")))
+    raw.append(_JSON_TYPE)
+    await send({"type": "http.response.start", "status": problem.status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _no_receive() -> Message:
+    raise RuntimeError("an error answer does not read the request")
+
+
+_SET_BY_RESPONSE = frozenset({b"content-length", b"content-type"})
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

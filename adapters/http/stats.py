@@ -34,6 +34,11 @@ class RequestStats:
         self._last_request = time.time()
 
     @property
+    def last_request_timestamp(self) -> float | None:
+        """When the last request arrived, as a POSIX timestamp; None before the first."""
+        return self._last_request
+
+    @property
     def last_request(self) -> datetime | None:
         """When the last request arrived (UTC), None before the first."""
         at = self._last_request

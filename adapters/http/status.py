@@ -18,6 +18,7 @@ under load would otherwise spend most of each request there (``bench/status_thro
 from __future__ import annotations
 
 import functools
+import json
 import math
 import resource
 import sys
@@ -28,9 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from servermode.core import ModeController, Window
+from servermode.core import AdmissionPolicy, Mode, ModeController, State, TimeoutPolicy, Window
 from servermode.core.fleet import FleetController
-from servermode.core.records import utc_now
 
 from ..version import VERSION
 from .stats import RequestStats
@@ -40,8 +40,10 @@ __all__ = [
     "MemoryFigures",
     "fleet_document",
     "format_time",
+    "format_timestamp",
     "process_memory_kb",
     "status_document",
+    "status_json",
     "window_document",
 ]
 
@@ -62,6 +64,27 @@ def _format_utc(moment: datetime) -> str:
     # Cached: a status document formats the same start and "since" times on every request.
     # "milliseconds" truncates, as Context Services does.
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def format_timestamp(at: float | None) -> str | None:
+    """:func:`format_time` of a POSIX timestamp (seconds since the epoch, UTC).
+
+    For the times that change on every request (the system time, the last request): the
+    date and time of day are formatted once per second, the milliseconds (truncated) appended.
+    """
+    if at is None:
+        return None
+    # Microseconds rounded half to even, as datetime.fromtimestamp does, then truncated.
+    second = math.floor(at)
+    micro = round((at - second) * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    return f"{_format_second(second)}.{micro // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _format_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def process_memory_kb(proc_status: Path = PROC_STATUS) -> dict[str, int]:
@@ -135,15 +158,20 @@ def window_document(window: Window | None) -> dict[str, Any]:
     }
 
 
-def status_document(controller: ModeController, stats: RequestStats) -> dict[str, Any]:
-    """Everything ``GET /server/status`` answers, as JSON-ready values."""
+def status_document(
+    controller: ModeController, stats: RequestStats, now: float | None = None
+) -> dict[str, Any]:
+    """Everything ``GET /server/status`` answers, as JSON-ready values.
+
+    ``now`` is the system time as a POSIX timestamp (default: the clock's).
+    """
     status = controller.status()
     document: dict[str, Any] = {
         "version": VERSION,
-        "system_time": format_time(utc_now()),
+        "system_time": format_timestamp(time.time() if now is None else now),
         "mode": status.mode.value,
         "started": format_time(stats.started),
-        "last_request": format_time(stats.last_request),
+        "last_request": format_timestamp(stats.last_request_timestamp),
         **_memory(),
         "request_today": stats.requests,
         "client_errors_today": stats.client_errors,
@@ -185,3 +213,117 @@ def fleet_document(controller: FleetController) -> dict[str, Any]:
         instance["since"] = _wall(instance["since"])
         instance["seen"] = _wall(instance["seen"])
     return view
+
+
+def status_json(controller: ModeController, stats: RequestStats, now: float | None = None) -> bytes:
+    """:func:`status_document` as the status route sends it: compact JSON, UTF-8.
+
+    Exactly ``JSONResponse(status_document(...)).body``, built from pieces: what changes only
+    with the controller's state (mode, times, reason, window, drain) or once a second (the
+    memory figures) is encoded once and reused; only the clock, the counters, the in-flight
+    and bypass counts are encoded per request. The status route is polled, under load too
+    (``bench/status_throughput.py``).
+    """
+    if isinstance(controller, FleetController):
+        # The fleet's part changes with every instance's heartbeat: encoded whole, as before.
+        return _encode(status_document(controller, stats, now)).encode("utf-8")
+    status = controller.status()
+    steady = _steady_pieces(
+        status.mode,
+        status.state,
+        status.since,
+        status.drain_timeout,
+        status.timeout_policy,
+        status.target,
+        status.drain_started,
+        status.deadline,
+        status.reason,
+        status.lame_duck,
+        status.lame_duck_until,
+        status.window,
+        stats.started,
+        controller.policy,
+    )
+    return b"".join(
+        (
+            steady[0],
+            _json_time(format_timestamp(time.time() if now is None else now)),
+            steady[1],
+            _json_time(format_timestamp(stats.last_request_timestamp)),
+            _memory_piece(_memory()),
+            b',"request_today":%d,"client_errors_today":%d,"server_errors_today":%d'
+            % (stats.requests, stats.client_errors, stats.server_errors),
+            steady[2],
+            _encode(status.in_flight).encode("utf-8"),
+            steady[3],
+            _encode(controller.gate.bypassed()).encode("utf-8"),
+            steady[4],
+        )
+    )
+
+
+#: JSONResponse's encoding (compact, UTF-8 as is, no NaN), made once.
+_encode = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+).encode
+
+
+def _json_time(formatted: str | None) -> bytes:
+    # Formatted times are ASCII digits and punctuation: no escaping needed.
+    return b"null" if formatted is None else b'"%s"' % formatted.encode("ascii")
+
+
+@functools.lru_cache(maxsize=8)
+def _steady_pieces(
+    mode: Mode,
+    state: State,
+    since: datetime,
+    drain_timeout: float,
+    timeout_policy: TimeoutPolicy,
+    target: Mode | None,
+    drain_started: datetime | None,
+    deadline: datetime | None,
+    reason: str | None,
+    lame_duck: float,
+    lame_duck_until: datetime | None,
+    window: Window | None,
+    started: datetime,
+    policy: AdmissionPolicy,
+) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """The document around its per-request values, for one state of the controller."""
+    middle: dict[str, Any] = {
+        "drain_timeout": drain_timeout,
+        "timeout_policy": timeout_policy.value,
+        "reason": reason,
+    }
+    tail: dict[str, Any] = {"lame_duck": lame_duck}
+    if lame_duck_until is not None:
+        tail["lame_duck_until"] = format_time(lame_duck_until)
+    if window is not None:
+        tail["window"] = window_document(window)
+    if target is not None:
+        tail["target"] = target.value
+        tail["drain_started"] = format_time(drain_started)
+        tail["deadline"] = format_time(deadline)
+        tail["waiting_for"] = list(policy.outgoing(state))
+    return (
+        f'{{"version":{_encode(VERSION)},"system_time":'.encode(),
+        f',"mode":{_encode(mode.value)},"started":{_encode(format_time(started))}'
+        f',"last_request":'.encode(),
+        f',"state":{_encode(state.value)},"since":{_encode(format_time(since))}'
+        f',"in_flight":'.encode(),
+        ("," + _encode(middle)[1:-1] + ',"bypassed":').encode(),
+        ("," + _encode(tail)[1:]).encode(),
+    )
+
+
+_memory_cache: tuple[dict[str, int], bytes] | None = None
+
+
+def _memory_piece(figures: dict[str, int]) -> bytes:
+    # MemoryFigures hands out the same dict until it reads the figures again (once a second).
+    global _memory_cache
+    cached = _memory_cache
+    if cached is None or cached[0] is not figures:
+        cached = _memory_cache = (figures, ("," + _encode(figures)[1:-1]).encode())
+    return cached[1]

@@ -53,6 +53,20 @@ class TestPrecedence:
         assert settings.timeout_policy == "rollback"
         assert settings.insecure is True
 
+    def test_access_log_is_on_by_default_and_its_own_switch(self, tmp_path: Path) -> None:
+        """--no-access-log, SERVERMODE_ACCESS_LOG and the config file's access_log turn the
+        access log off (or on), with the usual precedence."""
+        assert settings_of({}).access_log is True
+        assert settings_of({}, "--no-access-log").access_log is False
+        assert settings_of({"SERVERMODE_ACCESS_LOG": "false"}).access_log is False
+        assert settings_of({"SERVERMODE_ACCESS_LOG": "0"}, "--access-log").access_log is True
+        config = tmp_path / "servermode.toml"
+        config.write_text("[serve]\naccess_log = false\n")
+        assert settings_of({}, "--config", str(config)).access_log is False
+        assert settings_of({"SERVERMODE_ACCESS_LOG": "on"}, "--config", str(config)).access_log
+        with pytest.raises(SettingsError, match="access"):
+            settings_of({"SERVERMODE_ACCESS_LOG": "sometimes"})
+
     def test_initial_mode_is_normalised(self) -> None:
         """The initial mode is read case-insensitively."""
         assert settings_of({"SERVERMODE_INITIAL_MODE": "Maintenance"}).initial_mode == (

@@ -60,3 +60,10 @@ class TestTokenAuth:
         auth = TokenAuth(admin_token="hunter2-secret", read_token="peek-secret")
         shown = repr(auth) + repr([getattr(auth, s) for s in TokenAuth.__slots__])
         assert "hunter2" not in shown and "peek" not in shown
+
+
+def test_guards_says_which_roles_need_a_token() -> None:
+    """guards(role) is True exactly when require(role) would ask for a token."""
+    assert not TokenAuth().guards(Role.ADMIN) and not TokenAuth().guards(Role.READER)
+    assert TokenAuth("a" * 16).guards(Role.ADMIN) and not TokenAuth("a" * 16).guards(Role.READER)
+    assert TokenAuth(read_token="r" * 16).guards(Role.READER)

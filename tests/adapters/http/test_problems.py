@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from servermode.adapters.http.problems import (
     Problem,
     error_body,
+    problem_body,
     problem_for_exception,
     problem_for_status,
     problem_response,
+    request_uri,
+    send_problem,
 )
 from servermode.core import (
     InvalidMode,
@@ -18,6 +27,8 @@ from servermode.core import (
     StoreError,
     SwitchInProgress,
 )
+from starlette.datastructures import URL
+from starlette.types import Message, Send
 
 from ..asgi import http_scope
 
@@ -93,3 +104,79 @@ def test_problem_response_is_compact_json_with_headers() -> None:
     assert response.headers["retry-after"] == "3"
     assert response.headers["content-type"] == "application/json"
     assert json.loads(bytes(response.body))["title"] == "mode switch in progress"
+
+
+# -- the hot path of refusals: the same bytes as the plain construction ---------------------
+
+_text = st.text(max_size=40)
+_header_value = st.binary(max_size=40)
+_scopes = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["http", "websocket"]),
+        "method": st.sampled_from(["GET", "POST", "PATCH", "Dé", "\u2603"]),
+        "scheme": st.sampled_from(["http", "https", "ws", "wss"]),
+        "path": st.text(max_size=30).map(lambda p: "/" + p),
+        "query_string": st.text(max_size=20).map(lambda q: q.encode("utf-8")),
+        "server": st.one_of(
+            st.none(),
+            st.tuples(st.sampled_from(["127.0.0.1", "::1", "example.org"]), st.integers(1, 65535)),
+        ),
+        "headers": st.lists(
+            st.tuples(st.sampled_from([b"host", b"accept", b"x-a"]), _header_value), max_size=3
+        ),
+    }
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(_scopes, st.sampled_from(list(Problem)), _text)
+def test_problem_body_is_json_dumps_of_the_error_body(
+    scope: dict[str, Any], problem: Problem, description: str
+) -> None:
+    """The precomputed body is byte for byte the compact JSON of error_body, URI included
+    (Starlette's own URL of the scope: host header, server, scheme, path, query)."""
+    expected = {
+        **error_body(scope, problem, description),
+        "uri": str(URL(scope=scope)),
+    }
+    assert problem_body(scope, problem, description) == json.dumps(
+        expected, separators=(",", ":")
+    ).encode("ascii")
+    assert request_uri(scope) == str(URL(scope=scope))
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Retry-After": "7"}, {"Connection": "close"}, {"Content-Type": "text/x"}]
+)
+def test_send_problem_sends_what_the_response_sends(headers: dict[str, str]) -> None:
+    """The refusal's two messages are exactly problem_response's: status, headers in order,
+    body."""
+    scope = http_scope("GET", "/profiles/1", query_string=b"a=1")
+    direct = _messages(
+        lambda send: send_problem(scope, send, Problem.UNAVAILABLE_IN_MODE, "no", headers)
+    )
+    response = problem_response(scope, Problem.UNAVAILABLE_IN_MODE, "no", headers)
+    via_response = _messages(lambda send: response(scope, _receive, send))
+    assert direct == via_response
+    assert direct[0]["status"] == 503
+
+
+def test_refusal_descriptions_are_reused() -> None:
+    """A refusal's words depend on the state and category only, so they are built once."""
+    one = problem_for_exception(Refused(State.MAINTENANCE, "profile", 60))[1]
+    two = problem_for_exception(Refused(State.MAINTENANCE, "profile", 5))[1]
+    assert one == two and one is two
+
+
+async def _receive() -> Message:
+    raise AssertionError("not read")
+
+
+def _messages(answer: Callable[[Send], Awaitable[None]]) -> list[Message]:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(answer(send))  # type: ignore[arg-type]
+    return sent
