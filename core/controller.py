@@ -16,7 +16,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -56,6 +56,26 @@ MAX_DRAIN_TIMEOUT: Final = 7 * 24 * 3600.0
 DrainListener = Callable[[State], Mapping[str, int] | None]
 
 _log = get_logger("servermode")
+
+
+def notify_drain_listeners(listeners: Iterable[DrainListener], state: State) -> dict[str, int]:
+    """Tell each listener that a drain into ``state`` began; what they closed, per category.
+
+    A listener that raises is logged and skipped: the drain goes on without it.
+    """
+    closed: dict[str, int] = {}
+    for listener in listeners:
+        try:
+            counts = listener(state) or {}
+        except Exception:
+            _log.exception("drain_listener_failed", listener=repr(listener))
+            continue
+        for category, n in counts.items():
+            if n:
+                closed[category] = closed.get(category, 0) + n
+    return closed
+
+
 #: Seconds before a window's switch that failed (a store down, a drain rolled back) is retried.
 WINDOW_RETRY = 5.0
 
@@ -675,7 +695,7 @@ class ModeController:
         state = self._machine.take(drain.start)
         drain.begun = True
         drain.in_flight = self.gate.begin_drain(state, drain.deadline, _resolver(loop, drain))
-        drain.closed = self._notify_drain(state)
+        drain.closed = notify_drain_listeners(self._drain_listeners, state)
 
     def _commit(
         self, drain: _Drain, end: Transition, record: TransitionRecord, now: datetime
@@ -758,19 +778,6 @@ class ModeController:
             drain.result.set_exception(error)
         else:
             drain.result.set_result(record)
-
-    def _notify_drain(self, state: State) -> dict[str, int]:
-        closed: dict[str, int] = {}
-        for listener in self._drain_listeners:
-            try:
-                counts = listener(state) or {}
-            except Exception:
-                _log.exception("drain_listener_failed", listener=repr(listener))
-                continue
-            for category, n in counts.items():
-                if n:
-                    closed[category] = closed.get(category, 0) + n
-        return closed
 
     async def _wait(self, drain: _Drain) -> Trigger:
         # One future that every way out resolves, awaited directly: the switch resumes one

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from ..audit import AuditLog
+from ..controller import notify_drain_listeners
 from ..errors import StoreError
 from ..gate import Gate
 from ..modes import State
@@ -119,21 +120,8 @@ class GateNode:
         )
         deadline = time.monotonic() + max(0.0, seconds_left)
         drain.in_flight = self.gate.begin_drain(state, deadline, _resolver(loop, drained))
-        drain.closed = self._notify(state)
+        drain.closed = notify_drain_listeners(self.listeners, state)
         return drain
-
-    def _notify(self, state: State) -> dict[str, int]:
-        closed: dict[str, int] = {}
-        for listener in self.listeners:
-            try:
-                counts = listener(state) or {}
-            except Exception:
-                _log.exception("drain_listener_failed", listener=repr(listener))
-                continue
-            for category, n in counts.items():
-                if n:
-                    closed[category] = closed.get(category, 0) + n
-        return closed
 
     async def settle(self, state: State, record: TransitionRecord) -> TransitionRecord:
         saved = await self._io(self.store.save, PersistedState(state, since=record.at), record)
