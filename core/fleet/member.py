@@ -285,6 +285,15 @@ class FleetMember:
             self.lost_since = self.clock()
         self.lost = reason
 
+    async def _load_reached(self) -> FleetState:
+        """The fleet state, re-seeded if the engine holds none; the engine answered, so it is
+        no longer lost. Raises FleetEngineUnavailable when it does not answer."""
+        fleet = await self.engine.load()
+        if fleet is None:
+            fleet = await self._reseed()
+        self._reached()
+        return fleet
+
     async def _reseed(self) -> FleetState:
         """Write the fleet state back into an engine that holds none (or seed a new fleet)."""
         now = self.clock()
@@ -647,10 +656,7 @@ class FleetMember:
         async with self._lock:
             # Asked while the engine was lost, this is the first look since: it may be back.
             try:
-                fleet = await self.engine.load()
-                if fleet is None:
-                    fleet = await self._reseed()
-                self._reached()
+                fleet = await self._load_reached()
                 await self._follow(fleet)
                 if not fleet.is_draining and fleet.mode is target:
                     return await self._noop(target, **refused)
@@ -742,10 +748,7 @@ class FleetMember:
         context = dict(actor=actor, client=client, request_id=request_id, reason=reason)
         async with self._lock:
             try:
-                fleet = await self.engine.load()
-                if fleet is None:
-                    fleet = await self._reseed()
-                self._reached()
+                fleet = await self._load_reached()
                 live = sorted(await self.engine.live())
                 if instance not in live:
                     await self._refuse(target, **context)
@@ -805,10 +808,7 @@ class FleetMember:
         """
         async with self._lock:
             try:
-                fleet = await self.engine.load()
-                if fleet is None:
-                    fleet = await self._reseed()
-                self._reached()
+                fleet = await self._load_reached()
                 await self._follow(fleet)
                 following = self._following
                 if not fleet.is_draining or following is None:
