@@ -37,6 +37,7 @@ from .loadgen import (
     fresh_servers_per_round,
     load,
     load_generator,
+    run_seconds,
     run_with_load_generator,
     uvicorn_factory,
 )
@@ -58,8 +59,7 @@ def installed_stacks() -> list[str]:
 def measure(options: Options, generator_choice: str = "auto") -> Report:
     generator = load_generator(generator_choice)
     seconds, rounds, warmup = (0.5, 1, 0) if options.quick else (2.0, 16, 1)
-    if generator == "wrk":
-        seconds = max(1.0, seconds)  # wrk's durations are whole seconds
+    seconds = run_seconds(generator, seconds)
     stacks = installed_stacks()
     report = Report(
         "http_overhead",

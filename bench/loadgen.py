@@ -274,6 +274,12 @@ def load_generator(choice: str) -> str:
     return choice
 
 
+def run_seconds(generator: str, seconds: float) -> float:
+    """How long one run of ``generator`` lasts when asked for ``seconds``: wrk's durations are
+    whole seconds (at least 1), so that is what a report records for it."""
+    return float(max(1, round(seconds))) if generator == "wrk" else seconds
+
+
 def load(generator: str, url: str, *, connections: int, seconds: float, expect: int = 200) -> Load:
     """Requests per second that ``generator`` completed against ``url``, every answer ``expect``
     (anything else, or a socket error, fails the run)."""
@@ -289,7 +295,7 @@ _WRK_SOCKET_ERRORS = re.compile(r"Socket errors:.*")
 
 
 def _wrk(url: str, connections: int, seconds: float, expect: int) -> Load:
-    duration = f"{max(1, round(seconds))}s"
+    duration = f"{run_seconds('wrk', seconds):g}s"
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}", url],
         capture_output=True,

@@ -22,6 +22,7 @@ from .loadgen import (
     fresh_servers_per_round,
     load,
     load_generator,
+    run_seconds,
     run_with_load_generator,
     uvicorn_factory,
 )
@@ -35,8 +36,7 @@ def measure(options: Options, generator_choice: str = "auto") -> Report:
     generator = load_generator(generator_choice)
     requests, rounds = (200, 2) if options.quick else (5_000, 31)
     seconds, http_rounds, warmup = (0.5, 1, 0) if options.quick else (2.0, 12, 1)
-    if generator == "wrk":
-        seconds = max(1.0, seconds)
+    seconds = run_seconds(generator, seconds)
     report = Report(
         "refusal_throughput",
         options.quick,

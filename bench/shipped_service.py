@@ -27,6 +27,7 @@ from .loadgen import (
     fresh_servers_per_round,
     load,
     load_generator,
+    run_seconds,
     run_with_load_generator,
     servermode_serve,
     uvicorn_app,
@@ -64,8 +65,7 @@ def servers() -> dict[str, Served]:
 def measure(options: Options, generator_choice: str = "auto") -> Report:
     generator = load_generator(generator_choice)
     seconds, rounds, warmup = (0.5, 1, 0) if options.quick else (2.0, 12, 1)
-    if generator == "wrk":
-        seconds = max(1.0, seconds)
+    seconds = run_seconds(generator, seconds)
     report = Report(
         "shipped_service",
         options.quick,

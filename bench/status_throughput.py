@@ -24,7 +24,7 @@ from .harness import (
     median,
     paired_ratios,
 )
-from .loadgen import load, load_generator, run_with_load_generator, server, timed_load
+from .loadgen import load, load_generator, run_seconds, run_with_load_generator, server, timed_load
 
 TARGET_RATIO = 0.9
 CONNECTIONS = 16
@@ -36,8 +36,7 @@ def measure(options: Options, generator_choice: str = "auto") -> Report:
     generator = load_generator(generator_choice)
     requests, rounds = (200, 2) if options.quick else (5_000, 31)
     seconds, http_rounds, warmup = (0.5, 1, 0) if options.quick else (3.0, 8, 1)
-    if generator == "wrk":
-        seconds = max(1.0, seconds)
+    seconds = run_seconds(generator, seconds)
     report = Report(
         "status_throughput",
         options.quick,
