@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -23,26 +22,13 @@ from servermode.core import (
 )
 from servermode.core import controller as controller_module
 
+from .test_controller import run, started, until
+
 pytestmark = pytest.mark.timeout(10)
 
 T = TypeVar("T")
 P, M = State.PRODUCTION, State.MAINTENANCE
 TO_M = State.DRAINING_TO_MAINTENANCE
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(scenario())  # type: ignore[arg-type]
-
-
-async def started(**kwargs: Any) -> ModeController:
-    controller = ModeController(**kwargs)
-    await controller.start()
-    return controller
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    while not predicate():
-        await asyncio.sleep(0.001)
 
 
 def machine_state(controller: ModeController) -> State:
