@@ -18,13 +18,14 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 from servermode.core import CONTEXT_SERVICES, AdmissionPolicy, AuditLog, ModeController
-from servermode.core.fleet import FleetController
+from servermode.core.fleet import BypassFollower, FleetController
 from starlette.types import ASGIApp, Scope
 from uvicorn.importer import ImportFromStringError, import_from_string
 
@@ -32,7 +33,7 @@ from .cli.settings import Settings, SettingsError
 from .http.access import AccessLogMiddleware
 from .http.admin import admin_app
 from .http.auth import TokenAuth
-from .http.bypass import Bypass, hide_in_logs, parse_networks
+from .http.bypass import Bypass, hide_in_logs, hide_presented_secrets, parse_networks
 from .http.classify import CONTEXT_SERVICES_RULES, RouteRules
 from .http.demo import demo_app
 from .http.dispatch import AdminDispatch
@@ -51,6 +52,7 @@ __all__ = [
     "build_controller",
     "build_service",
     "default_instance_id",
+    "fleet_bypass",
     "load_app",
     "load_rules",
     "worker_app",
@@ -169,8 +171,18 @@ def build_service(
         body_timeout=settings.body_timeout,
         bypass=bypass,
     )
+    # In a fleet, the bypass is the fleet's: published at start, then followed.
+    companions = (
+        [fleet_bypass(bypass, controller)] if isinstance(controller, FleetController) else []
+    )
     gated: ASGIApp = GateMiddleware(
-        AdminDispatch(admin, app), controller, rules, stats, page=page, bypass=bypass
+        AdminDispatch(admin, app),
+        controller,
+        rules,
+        stats,
+        page=page,
+        bypass=bypass,
+        companions=companions,
     )
     if access_log is not None:
         gated = AccessLogMiddleware(gated, access_log)
@@ -182,6 +194,13 @@ def build_service(
         monitor=monitor,
         instance=instance,
     )
+
+
+def fleet_bypass(bypass: Bypass, controller: FleetController) -> BypassFollower:
+    """The follower that makes ``bypass`` the fleet's (:mod:`servermode.core.fleet.bypass`)."""
+    hide_presented_secrets()  # the fleet's secret may be one this instance was never given
+    own = bypass.published(controller.instance, time.time())
+    return BypassFollower(controller.engine, own, bypass.follow)
 
 
 def worker_app() -> ASGIApp:

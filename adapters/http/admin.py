@@ -207,7 +207,7 @@ class AdminRoutes:
         records = await controller.fleet.records(limit)
         return JSONResponse(
             {
-                "fleet": fleet_document(controller),
+                "fleet": fleet_document(controller, self.bypass),
                 "records": [record.to_dict() for record in records],
             },
             headers={"Cache-Control": "no-store"},

@@ -27,11 +27,14 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import urllib.parse
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 import structlog
+from servermode.core.fleet import FleetBypass
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,6 +48,7 @@ __all__ = [
     "Bypass",
     "BypassBy",
     "hide_in_logs",
+    "hide_presented_secrets",
     "parse_networks",
 ]
 
@@ -90,6 +94,25 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("latin-1", "replace")).digest()
 
 
+def _cookie_for(secret: str) -> str:
+    """The cookie value of ``secret``: an HMAC, so that a cookie that leaks does not tell it."""
+    return hmac.new(secret.encode(), b"servermode bypass cookie", "sha256").hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """Who passes, as one value: swapped whole when the fleet's bypass changes."""
+
+    secret: bytes | None = None  # SHA-256 of the secret
+    cookie: bytes | None = None  # SHA-256 of the cookie value
+    allow: tuple[Network, ...] = ()
+    fleet: FleetBypass | None = None  # the fleet's bypass it was made from, in fleet mode
+
+    @property
+    def enabled(self) -> bool:
+        return self.secret is not None or bool(self.allow)
+
+
 class Bypass:
     """Who may pass a refusing gate: a secret, its cookie, or an allowed address.
 
@@ -97,9 +120,12 @@ class Bypass:
         secret: the bypass secret (printable ASCII, at least 16 characters), or None.
         allow: client networks let through.
         trusted_proxies: peers whose ``Forwarded`` / ``X-Forwarded-For`` headers are believed.
+
+    In a fleet, :meth:`follow` replaces who passes (the secret, the cookie, the allowlist) by
+    the fleet's bypass, all at once; the trusted proxies stay this instance's own.
     """
 
-    __slots__ = ("_cookie", "_secret", "allow", "cookie_value", "trusted_proxies")
+    __slots__ = ("_own", "_rule", "cookie_value", "trusted_proxies")
 
     def __init__(
         self,
@@ -118,45 +144,84 @@ class Bypass:
                     f"the bypass secret must have at least {MIN_SECRET} characters: a short one "
                     "can be guessed"
                 )
-        self._secret = _digest(secret) if secret is not None else None
-        # The cookie holds an HMAC of the secret: a cookie that leaks does not tell the secret.
-        self.cookie_value = (
-            hmac.new(secret.encode(), b"servermode bypass cookie", "sha256").hexdigest()
-            if secret is not None
-            else None
+        #: The cookie value of the secret configured here (None without one).
+        self.cookie_value = _cookie_for(secret) if secret is not None else None
+        self._own = _Rule(
+            secret=_digest(secret) if secret is not None else None,
+            cookie=_digest(self.cookie_value) if self.cookie_value is not None else None,
+            allow=tuple(allow),
         )
-        self._cookie = _digest(self.cookie_value) if self.cookie_value is not None else None
-        self.allow = tuple(allow)
+        # Read once per check (a check never sees half of a swap): replaced whole by follow().
+        self._rule = self._own
         self.trusted_proxies = tuple(trusted_proxies)
 
     @property
     def enabled(self) -> bool:
-        return self._secret is not None or bool(self.allow)
+        return self._rule.enabled
+
+    @property
+    def has_secret(self) -> bool:
+        return self._rule.secret is not None
+
+    @property
+    def allow(self) -> tuple[Network, ...]:
+        return self._rule.allow
+
+    @property
+    def fleet(self) -> FleetBypass | None:
+        """The fleet's bypass honoured here (None: this instance's own, as configured)."""
+        return self._rule.fleet
 
     def __repr__(self) -> str:
         return (
-            f"Bypass(secret={self._secret is not None}, allow={len(self.allow)}, "
+            f"Bypass(secret={self._rule.secret is not None}, allow={len(self._rule.allow)}, "
             f"trusted_proxies={len(self.trusted_proxies)})"
+        )
+
+    # -- in a fleet ------------------------------------------------------------------------
+
+    def published(self, instance: str, at: float) -> FleetBypass:
+        """This instance's configured bypass as the fleet keeps it: digests, never the secret."""
+        own = self._own
+        return FleetBypass(
+            secret_sha256=own.secret.hex() if own.secret is not None else None,
+            cookie_sha256=own.cookie.hex() if own.cookie is not None else None,
+            allow=tuple(str(network) for network in own.allow),
+            published_by=instance,
+            published_at=at,
+        )
+
+    def follow(self, fleet: FleetBypass) -> None:
+        """Honour the fleet's bypass from now on; ValueError (and no change) if unusable."""
+        self._rule = _Rule(
+            secret=bytes.fromhex(fleet.secret_sha256) if fleet.secret_sha256 else None,
+            cookie=bytes.fromhex(fleet.cookie_sha256) if fleet.cookie_sha256 else None,
+            allow=parse_networks(fleet.allow, f"the fleet bypass of {fleet.published_by}"),
+            fleet=fleet,
         )
 
     # -- who passes ------------------------------------------------------------------------
 
     def allows(self, scope: Scope) -> BypassBy | None:
         """How the request of ``scope`` may pass a refusing gate, or None."""
+        rule = self._rule
+        if not rule.enabled:
+            return None
         headers = Headers(scope=scope)
-        if self._secret is not None:
+        if rule.secret is not None:
             presented = headers.get(BYPASS_HEADER)
-            if presented is not None and hmac.compare_digest(_digest(presented), self._secret):
+            if presented is not None and hmac.compare_digest(_digest(presented), rule.secret):
                 return BypassBy.SECRET
             cookie = _cookie(headers.get("cookie"))
-            if cookie is not None and hmac.compare_digest(
-                _digest(cookie),
-                self._cookie,  # type: ignore[arg-type]  # set with the secret
+            if (
+                cookie is not None
+                and rule.cookie is not None
+                and hmac.compare_digest(_digest(cookie), rule.cookie)
             ):
                 return BypassBy.COOKIE
-        if self.allow:
+        if rule.allow:
             client = self.client_address(scope, headers)
-            if client is not None and any(client in network for network in self.allow):
+            if client is not None and any(client in network for network in rule.allow):
                 return BypassBy.ADDRESS
         return None
 
@@ -187,13 +252,14 @@ class Bypass:
 
     async def link(self, request: Request) -> Response:
         """``GET /server/bypass?secret=...``: set the bypass cookie and go to ``next`` (or /)."""
-        if self._secret is None:
+        secret = self._rule.secret
+        if secret is None:
             raise ProblemError(Problem.NOT_FOUND, "no bypass secret is configured")
         presented = request.query_params.get("secret", "")
         target = request.query_params.get("next", "/")
         # Blanked in place: the ASGI server's access log reads this very scope after we answer.
         request.scope["query_string"] = b"secret=[hidden]"
-        if not hmac.compare_digest(_digest(presented), self._secret):
+        if not hmac.compare_digest(_digest(presented), secret):
             client = request.client
             _log.warning(
                 "bypass_link_refused",
@@ -204,7 +270,7 @@ class Bypass:
             target = "/"  # only a path of this site: the link is no open redirect
         secure = "; Secure" if request.url.scheme in ("https", "wss") else ""
         cookie = (
-            f"{BYPASS_COOKIE}={self.cookie_value}; Path=/; Max-Age={COOKIE_AGE}; HttpOnly; "
+            f"{BYPASS_COOKIE}={_cookie_for(presented)}; Path=/; Max-Age={COOKIE_AGE}; HttpOnly; "
             f"SameSite=Lax{secure}"
         )
         return Response(
@@ -253,6 +319,47 @@ def hide_in_logs(secret: str, loggers: Iterable[str] = SERVER_LOGGERS) -> None:
     words = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
     for name in loggers:
         logging.getLogger(name).addFilter(_Hide(words))
+
+
+#: Where a presented secret shows in what the server logs: the link's query string, and the
+#: bypass header in a scope printed at the trace level.
+_PRESENTED = (
+    re.compile(r"(secret=)[^&\s'\"]+"),
+    re.compile(r"""(b?['"]servermode-bypass['"],\s*b?['"])[^'"]*"""),
+)
+
+
+class _HidePresented(logging.Filter):
+    """Rewrites a log record where a secret may be presented, whatever the secret is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # as in _Hide
+            return True
+        hidden = message
+        for pattern in _PRESENTED:
+            hidden = pattern.sub(rf"\g<1>{HIDDEN}", hidden)
+        if hidden != message:
+            record.msg, record.args = hidden, ()
+        return True
+
+
+_hiding_presented = False
+
+
+def hide_presented_secrets(loggers: Iterable[str] = SERVER_LOGGERS) -> None:
+    """Hide any secret presented to the link or in the header from what ``loggers`` write.
+
+    For an instance of a fleet: the fleet's secret may be one this instance was never given
+    (another instance published it), so it cannot be hidden as a word. Once per process.
+    """
+    global _hiding_presented
+    if _hiding_presented:
+        return
+    _hiding_presented = True
+    for name in loggers:
+        logging.getLogger(name).addFilter(_HidePresented())
 
 
 def _forwarded_for(values: list[str]) -> list[str] | None:

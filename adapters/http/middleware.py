@@ -13,14 +13,17 @@ a drain's target refuses is closed with 1012 as the drain begins (:mod:`.sockets
 The middleware owns the controller's life: the lifespan of the wrapped app starts it (before
 the app's own startup) and closes it (after the app's own shutdown). An app that does not
 speak the lifespan protocol is fine, and so is a server that never sends it (the first
-request starts the controller).
+request starts the controller). Companions (the fleet's bypass follower) start right after
+the controller, before the first request, and close right before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Protocol
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from servermode.core import ModeController, Refused, ServerModeError, Ticket
@@ -40,7 +43,13 @@ from .sockets import (
 )
 from .stats import RequestStats, stats_for
 
-__all__ = ["WS_POLICY_VIOLATION", "WS_SERVICE_RESTART", "WS_TRY_AGAIN_LATER", "GateMiddleware"]
+__all__ = [
+    "WS_POLICY_VIOLATION",
+    "WS_SERVICE_RESTART",
+    "WS_TRY_AGAIN_LATER",
+    "Companion",
+    "GateMiddleware",
+]
 
 
 class GateMiddleware:
@@ -54,6 +63,8 @@ class GateMiddleware:
         stats: request counters for the status document (default: the controller's).
         page: the HTML page a refused browser gets (:mod:`.page`; None: JSON for everyone).
         bypass: who may pass where the mode refuses (:mod:`.bypass`); asked only on refusal.
+        companions: what starts after the controller and closes before it (``start()`` and
+            ``close()`` coroutines), such as the follower of the fleet's bypass.
     """
 
     def __init__(
@@ -64,17 +75,19 @@ class GateMiddleware:
         stats: RequestStats | None = None,
         page: MaintenancePage | None = MaintenancePage(),  # noqa: B008 - immutable
         bypass: Bypass | None = None,
+        companions: Iterable[Companion] = (),
     ) -> None:
         rules.check(controller.policy)
         self.app = app
         self.controller = controller
         self.rules = rules
         self.stats = stats if stats is not None else stats_for(controller)
-        self._life = _ControllerLife(controller)
+        self._life = _ControllerLife(controller, tuple(companions))
         # Closes the open WebSockets a drain's target refuses, as the drain begins.
         self.sockets = OpenSockets(controller)
         self.refusals = RefusalAnswers(page, lambda: _page_facts(controller))
-        self.bypass = bypass if bypass is not None and bypass.enabled else None
+        # Kept even when it lets no one through yet: in a fleet, the fleet's bypass may.
+        self.bypass = bypass
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # HTTP is handled here rather than in a method of its own: this runs on every request,
@@ -239,11 +252,21 @@ class GateMiddleware:
                 return
 
 
-class _ControllerLife:
-    """Starts the controller exactly once (concurrent first requests wait for one start)."""
+class Companion(Protocol):
+    """Something that lives as long as the controller: started after it, closed before it."""
 
-    def __init__(self, controller: ModeController) -> None:
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class _ControllerLife:
+    """Starts the controller exactly once (concurrent first requests wait for one start),
+    then its companions; closes the companions, then the controller."""
+
+    def __init__(self, controller: ModeController, companions: tuple[Companion, ...] = ()) -> None:
         self._controller = controller
+        self._companions = companions
         self._lock = asyncio.Lock()
         self.started = False
 
@@ -253,12 +276,16 @@ class _ControllerLife:
         async with self._lock:
             if not self.started:
                 await self._controller.start()
+                for companion in self._companions:
+                    await companion.start()
                 self.started = True
 
     async def close(self) -> None:
         async with self._lock:
             if self.started:
                 self.started = False
+                for companion in reversed(self._companions):
+                    await companion.close()
                 await self._controller.close()
 
 

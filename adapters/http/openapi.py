@@ -330,6 +330,32 @@ SCHEMAS: dict[str, Any] = {
                 "description": "live instances that have not reported their drain",
             },
             "reported": {**_enum(ReportOutcome), "description": "this instance's drain report"},
+            "bypass": {
+                **_ref("FleetBypass"),
+                "description": "only in GET /server/fleet: the fleet's bypass, as this instance "
+                "honours it",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "FleetBypass": {
+        "type": "object",
+        "description": "the fleet's bypass: the one of the instance that joined last (never "
+        "the secret nor a digest of it)",
+        "required": ["secret", "allow", "published_by", "published_at"],
+        "properties": {
+            "secret": {"type": "boolean", "description": "whether a bypass secret is set"},
+            "allow": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the allowlist (CIDRs)",
+            },
+            "published_by": {
+                "type": ["string", "null"],
+                "description": "the instance that published it; null while this instance has "
+                "not reached it yet (it honours its own meanwhile)",
+            },
+            "published_at": {"anyOf": [_TIME, {"type": "null"}]},
         },
         "additionalProperties": False,
     },

@@ -33,11 +33,13 @@ from servermode.core import AdmissionPolicy, Mode, ModeController, State, Timeou
 from servermode.core.fleet import FleetController
 
 from ..version import VERSION
+from .bypass import Bypass
 from .stats import RequestStats
 
 __all__ = [
     "MEMORY_MAX_AGE",
     "MemoryFigures",
+    "bypass_document",
     "fleet_document",
     "format_time",
     "format_timestamp",
@@ -203,9 +205,12 @@ def _wall(seconds: float | None) -> str | None:
     return None if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
 
 
-def fleet_document(controller: FleetController) -> dict[str, Any]:
-    """The fleet as the instance last read it (no engine call), times formatted."""
+def fleet_document(controller: FleetController, bypass: Bypass | None = None) -> dict[str, Any]:
+    """The fleet as the instance last read it (no engine call), times formatted; with
+    ``bypass``, the fleet's bypass this instance honours (``GET /server/fleet``)."""
     view = controller.fleet.view()
+    if bypass is not None:
+        view["bypass"] = bypass_document(bypass)
     for key in ("deadline", "engine_lost_since"):
         if key in view:
             view[key] = _wall(view[key])
@@ -213,6 +218,28 @@ def fleet_document(controller: FleetController) -> dict[str, Any]:
         instance["since"] = _wall(instance["since"])
         instance["seen"] = _wall(instance["seen"])
     return view
+
+
+def bypass_document(bypass: Bypass) -> dict[str, Any]:
+    """Who the fleet's bypass lets through, and who published it: never a digest.
+
+    ``published_by`` is None while this instance has not reached the fleet's bypass yet
+    (then it shows its own, which it honours meanwhile).
+    """
+    fleet = bypass.fleet
+    if fleet is None:
+        return {
+            "secret": bypass.has_secret,
+            "allow": [str(network) for network in bypass.allow],
+            "published_by": None,
+            "published_at": None,
+        }
+    return {
+        "secret": fleet.has_secret,
+        "allow": list(fleet.allow),
+        "published_by": fleet.published_by,
+        "published_at": _wall(fleet.published_at),
+    }
 
 
 def status_json(controller: ModeController, stats: RequestStats, now: float | None = None) -> bytes:

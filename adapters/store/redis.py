@@ -11,6 +11,8 @@ Keys, under a prefix so that several fleets share one Redis (``servermode`` by d
   ``<prefix>:members``, the set of instance names, pruned of expired ones when read.
 - ``<prefix>:reports:<epoch>``: a hash of the drain reports of one epoch (expires in a day).
 - ``<prefix>:out:<instance>``: the mode of an instance taken out of the fleet, while it is.
+- ``<prefix>:bypass``: the fleet's bypass, JSON (digests, never the secret); apart from the
+  state, so that publishing it never bumps the epoch.
 - ``<prefix>:wake`` (pub/sub channel): a hint to read early, published at each change of the
   state; ``<prefix>:wake:<instance>``: a report for the instance that checks the barrier.
   Keys are the truth: the members
@@ -37,6 +39,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from servermode.core.fleet import (
     DrainReport,
+    FleetBypass,
     FleetEngineUnavailable,
     FleetRecord,
     FleetState,
@@ -119,6 +122,7 @@ class RedisFleetEngine:
         self.key_state = f"{prefix}:state"
         self.key_log = f"{prefix}:log"
         self.key_members = f"{prefix}:members"
+        self.key_bypass = f"{prefix}:bypass"
         self.channel = f"{prefix}:wake"
 
     def _member(self, instance: str) -> str:
@@ -295,6 +299,25 @@ class RedisFleetEngine:
 
         return await self._call(read())
 
+    async def load_bypass(self) -> FleetBypass | None:
+        async def read() -> FleetBypass | None:
+            return _bypass(await self._redis.get(self.key_bypass))
+
+        return await self._call(read())
+
+    async def publish_bypass(
+        self, bypass: FleetBypass, *, replace: bool = True
+    ) -> FleetBypass | None:
+        async def write() -> FleetBypass | None:
+            # GET then SET in one MULTI: the answer is exactly the value replaced (or kept).
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(self.key_bypass)
+                pipe.set(self.key_bypass, _dumps(bypass.to_dict()), nx=not replace)
+                previous, _ = await pipe.execute()
+            return _bypass(previous)
+
+        return await self._call(write())
+
     def subscribe(self, instance: str, wake: Callable[[Wake], None]) -> None:
         """Listen on the fleet's channel and on ``instance``'s own (one listener per engine)."""
         self._subscribers.append(wake)
@@ -341,6 +364,10 @@ class RedisFleetEngine:
     async def info(self) -> dict[str, Any]:
         """Redis' own figures (INFO), for benchmarks and diagnostics."""
         return await self._call(self._redis.info())
+
+
+def _bypass(raw: str | bytes | None) -> FleetBypass | None:
+    return None if raw is None else FleetBypass.from_dict(json.loads(raw))
 
 
 def _dumps(data: Any) -> str:

@@ -18,6 +18,7 @@ from .barrier import (
     draining_to,
     switch_state,
 )
+from .bypass import BYPASS_PERIOD, BypassFollower, FleetBypass
 from .controller import FleetController
 from .engine import FleetEngine, FleetEngineUnavailable, NoSuchInstance, Wake
 from .fake import InMemoryFleetEngine
@@ -34,11 +35,14 @@ from .records import (
 )
 
 __all__ = [
+    "BYPASS_PERIOD",
     "COMPLETIONS",
     "NOT_REPORTED",
     "Barrier",
+    "BypassFollower",
     "DrainReport",
     "End",
+    "FleetBypass",
     "FleetController",
     "FleetEngine",
     "FleetEngineUnavailable",

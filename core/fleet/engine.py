@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ServerModeError, StoreError
 from .records import DrainReport, FleetRecord, FleetState, Heartbeat, InstanceOut
+
+if TYPE_CHECKING:  # .bypass imports this module
+    from .bypass import FleetBypass
 
 __all__ = ["FleetEngine", "FleetEngineUnavailable", "NoSuchInstance", "Wake"]
 
@@ -126,6 +129,20 @@ class FleetEngine(Protocol):
 
     async def records(self, limit: int = 50) -> list[FleetRecord]:
         """Up to ``limit`` fleet records, newest first."""
+        ...
+
+    async def load_bypass(self) -> FleetBypass | None:
+        """The fleet's bypass (:mod:`.bypass`), or None when none was published (O(1))."""
+        ...
+
+    async def publish_bypass(
+        self, bypass: FleetBypass, *, replace: bool = True
+    ) -> FleetBypass | None:
+        """Make ``bypass`` the fleet's and answer the one it replaced (None: there was none).
+
+        With ``replace=False`` it is written only where none is stored, and the answer is the
+        one kept. Kept apart from the fleet state: it neither bumps the epoch nor wakes anyone.
+        """
         ...
 
     def subscribe(self, instance: str, wake: Callable[[Wake], None]) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from .bypass import FleetBypass
 from .engine import FleetEngineUnavailable, Wake
 from .records import DrainReport, FleetRecord, FleetState, Heartbeat, InstanceOut
 
@@ -29,6 +30,7 @@ class InMemoryFleetEngine:
         self._records: list[FleetRecord] = []
         self._out: dict[str, InstanceOut] = {}
         self._subscribers: dict[str, list[Callable[[Wake], None]]] = {}
+        self._bypass: FleetBypass | None = None
 
     async def _call(self) -> None:
         # Every call yields once, as a network round trip does: concurrent members interleave.
@@ -44,6 +46,7 @@ class InMemoryFleetEngine:
         self._reports.clear()
         self._records.clear()
         self._out.clear()
+        self._bypass = None
 
     def _wake(self, what: Wake, only: str | None = None) -> None:
         for instance, wakes in self._subscribers.items():
@@ -125,6 +128,19 @@ class InMemoryFleetEngine:
     async def records(self, limit: int = 50) -> list[FleetRecord]:
         await self._call()
         return list(reversed(self._records[-limit:])) if limit > 0 else []
+
+    async def load_bypass(self) -> FleetBypass | None:
+        await self._call()
+        return self._bypass
+
+    async def publish_bypass(
+        self, bypass: FleetBypass, *, replace: bool = True
+    ) -> FleetBypass | None:
+        await self._call()
+        previous = self._bypass
+        if replace or previous is None:
+            self._bypass = bypass
+        return previous
 
     def subscribe(self, instance: str, wake: Callable[[Wake], None]) -> None:
         self._subscribers.setdefault(instance, []).append(wake)

@@ -581,6 +581,53 @@ class TestLifespan:
             "controller close",
         ]
 
+    def test_companions_start_after_the_controller_and_close_before_it(self) -> None:
+        """The fleet's bypass follower lives inside the controller's life, before requests."""
+        order: list[str] = []
+
+        class Tracked(ModeController):
+            async def start(self) -> Any:
+                order.append("controller start")
+                return await super().start()
+
+            async def close(self) -> None:
+                order.append("controller close")
+                await super().close()
+
+        class Companion:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            async def start(self) -> None:
+                order.append(f"{self.name} start")
+
+            async def close(self) -> None:
+                order.append(f"{self.name} close")
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                raise ValueError("no lifespan here")
+            order.append("request")
+            await ok_app(scope, receive, send)
+
+        async def scenario() -> None:
+            gate = GateMiddleware(app, Tracked(), companions=[Companion("a"), Companion("b")])
+            request = Peer(REQUEST)  # no lifespan startup: the first request starts them all
+            await gate(http_scope(path="/profiles/1"), request.receive, request.send)
+            peer = Peer(SHUTDOWN)
+            await gate({"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send)
+
+        run(scenario())
+        assert order == [
+            "controller start",
+            "a start",
+            "b start",
+            "request",
+            "b close",
+            "a close",
+            "controller close",
+        ]
+
     def test_app_without_lifespan_support(self) -> None:
         """An app that rejects the lifespan scope still gets a started controller."""
 

@@ -13,6 +13,7 @@ from servermode.adapters.store.redis import RedisFleetEngine, check_fleet_url
 from servermode.core import CONTEXT_SERVICES, Gate, Mode, Outcome, State
 from servermode.core.fleet import (
     DrainReport,
+    FleetBypass,
     FleetEngineUnavailable,
     FleetMember,
     FleetOutcome,
@@ -229,5 +230,53 @@ def test_two_members_switch_through_redis(server: RedisServer) -> None:
         for name in "ab":
             await members[name].stop()
             await engines[name].close()
+
+    run(scenario)
+
+
+def fleet_bypass(by: str, secret: bool = True, *allow: str) -> FleetBypass:
+    digest = "ab" * 32 if secret else None
+    return FleetBypass(digest, "cd" * 32 if secret else None, allow, by, time.time())
+
+
+def test_the_fleets_bypass_is_kept_apart_from_the_state(server: RedisServer) -> None:
+    async def scenario() -> None:
+        engine = RedisFleetEngine(server.url, prefix="t")
+        other = RedisFleetEngine(server.url, prefix="u")
+        assert await engine.load_bypass() is None
+        assert await engine.compare_and_set(None, state(1))
+        a, b = fleet_bypass("a", True, "10.0.0.0/8"), fleet_bypass("b", False)
+        assert await engine.publish_bypass(a) is None
+        assert await engine.load_bypass() == a
+        assert await engine.publish_bypass(b) == a  # answers the one it replaced
+        assert await engine.load_bypass() == b
+        # Where one is stored, replace=False keeps it and answers it.
+        assert await engine.publish_bypass(a, replace=False) == b
+        assert await engine.load_bypass() == b
+        assert await other.load_bypass() is None  # another prefix, another fleet
+        assert await other.publish_bypass(a, replace=False) is None
+        assert await other.load_bypass() == a
+        loaded = await engine.load()
+        assert loaded is not None and loaded.epoch == 1  # publishing bumped no epoch
+        assert await engine.records() == []
+        await engine.close()
+        await other.close()
+
+    run(scenario)
+
+
+def test_a_malformed_or_unreachable_bypass_is_an_unavailable_engine(server: RedisServer) -> None:
+    async def scenario() -> None:
+        engine = RedisFleetEngine(server.url, prefix="t", timeout=0.5)
+        for value in ("not json", "[1]", '{"published_by": "x"}', '{"secret_sha256": "ab"}'):
+            await engine._redis.set(engine.key_bypass, value)
+            with pytest.raises(FleetEngineUnavailable, match="malformed"):
+                await engine.load_bypass()
+        server.stop()
+        with pytest.raises(FleetEngineUnavailable, match="redis"):
+            await engine.load_bypass()
+        with pytest.raises(FleetEngineUnavailable, match="redis"):
+            await engine.publish_bypass(fleet_bypass("a"))
+        await engine.close()
 
     run(scenario)
