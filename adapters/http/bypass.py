@@ -19,6 +19,12 @@ tokens, and never logged: the link's query string is blanked before the access l
 and uvicorn's access and ASGI trace loggers (the trace level prints every request's scope, its
 query string included, before any application runs) get a filter that hides it
 (:func:`hide_in_logs`). Everything else here runs only for requests the gate refused.
+
+In a fleet the bypass is the fleet's (:mod:`servermode.core.fleet.bypass`): :meth:`Bypass.follow`
+swaps who passes (secret digest, cookie digest, allowlist: one value, replaced whole) for the
+fleet's; the link then derives the cookie from the secret presented once its digest matches,
+and any presented link secret is hidden from the server's logs
+(:func:`hide_presented_secrets`), since it may be one this instance was never given.
 """
 
 from __future__ import annotations
@@ -321,12 +327,9 @@ def hide_in_logs(secret: str, loggers: Iterable[str] = SERVER_LOGGERS) -> None:
         logging.getLogger(name).addFilter(_Hide(words))
 
 
-#: Where a presented secret shows in what the server logs: the link's query string, and the
-#: bypass header in a scope printed at the trace level.
-_PRESENTED = (
-    re.compile(r"(secret=)[^&\s'\"]+"),
-    re.compile(r"""(b?['"]servermode-bypass['"],\s*b?['"])[^'"]*"""),
-)
+#: Where a presented secret shows in what the server logs: the link's query string (the
+#: request line, and the scope printed at the trace level; uvicorn prints no header values).
+_PRESENTED = re.compile(r"(secret=)[^&\s'\"]+")
 
 
 class _HidePresented(logging.Filter):
@@ -337,9 +340,7 @@ class _HidePresented(logging.Filter):
             message = record.getMessage()
         except Exception:  # as in _Hide
             return True
-        hidden = message
-        for pattern in _PRESENTED:
-            hidden = pattern.sub(rf"\g<1>{HIDDEN}", hidden)
+        hidden = _PRESENTED.sub(rf"\g<1>{HIDDEN}", message)
         if hidden != message:
             record.msg, record.args = hidden, ()
         return True
@@ -349,7 +350,7 @@ _hiding_presented = False
 
 
 def hide_presented_secrets(loggers: Iterable[str] = SERVER_LOGGERS) -> None:
-    """Hide any secret presented to the link or in the header from what ``loggers`` write.
+    """Hide any secret presented to the link from what ``loggers`` write.
 
     For an instance of a fleet: the fleet's secret may be one this instance was never given
     (another instance published it), so it cannot be hidden as a word. Once per process.
