@@ -17,6 +17,7 @@ from .barrier import (
     completion,
     draining_to,
     switch_state,
+    window_change,
 )
 from .controller import FleetController
 from .engine import FleetEngine, FleetEngineUnavailable, NoSuchInstance, Wake
@@ -60,4 +61,5 @@ __all__ = [
     "completion",
     "draining_to",
     "switch_state",
+    "window_change",
 ]
