@@ -218,6 +218,8 @@ class FleetMember:
             if fleet is None:
                 fleet = await self._reseed()
             await self._follow(fleet)
+            if not fleet.is_draining:  # a window whose time came while no instance ran
+                await self._window_due(fleet)
             await self._beat()
         self.engine.subscribe(self.instance, self._woken)
         _log.info("fleet_joined", instance=self.instance, epoch=fleet.epoch, state=fleet.state)
@@ -1090,13 +1092,10 @@ class FleetMember:
         if self.lost is not None:
             view["engine_error"] = self.lost
             view["engine_lost_since"] = self.lost_since
-        if known is not None and known.window is not None:
-            view["window"] = known.window.to_dict()
         if known is not None and known.is_draining:
             view.update(
                 target=str(known.target),
                 deadline=known.deadline,
-                lame_duck_until=known.lame_duck_until,
                 starter=known.starter,
                 not_drained=sorted(
                     beat.instance
