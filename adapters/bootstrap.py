@@ -242,14 +242,10 @@ def build_controller(
         "timeout_policy": settings.timeout_policy,
         "refusal_retry_after": settings.retry_after,
         "audit": audit,
+        "lame_duck": settings.lame_duck,
     }
     if settings.fleet is None:
-        return ModeController(open_store(settings.state), lame_duck=settings.lame_duck, **options)
-    if settings.lame_duck:
-        raise SettingsError(
-            "--lame-duck is not available with --fleet yet: readiness would fail on the instance "
-            "that was asked, not across the fleet"
-        )
+        return ModeController(open_store(settings.state), **options)
     store = open_store(settings.state)
     engine = RedisFleetEngine(settings.fleet, prefix=settings.fleet_prefix)
     instance = settings.instance_id or default_instance_id()

@@ -41,7 +41,7 @@ from .rates import RateMeter
 from .records import Outcome, PersistedState, TransitionRecord, utc_now
 from .store import InMemoryStore, Store
 from .window import ACTOR as SCHEDULE
-from .window import InvalidWindow, Window, WindowTimer, check_window
+from .window import Window, WindowTimer, asked_window, due_event
 
 __all__ = ["MAX_DRAIN_TIMEOUT", "ModeController", "ModeStatus"]
 
@@ -281,7 +281,7 @@ class ModeController:
             reason=self.reason,
             lame_duck=self.lame_duck,
             lame_duck_until=self.lame_duck_until,
-            window=self._window,
+            window=self.window,
         )
 
     @property
@@ -423,15 +423,7 @@ class ModeController:
         times out anyway.
         """
         target = parse_mode(mode)
-        window: Window | None = None
-        if until is not None or start_at is not None:
-            if target is not Mode.MAINTENANCE:
-                raise InvalidWindow(
-                    "until" if until is not None else "start_at",
-                    "a window is a period of maintenance: ask for it with mode maintenance",
-                )
-            window = Window(start_at, until, reason)
-            check_window(window, utc_now())
+        window = asked_window(target, start_at, until, reason, utc_now())
         if not self._started:
             raise RuntimeError("ModeController.start() must be awaited before set_mode()")
         context = _Context(actor, client, request_id, reason)
@@ -576,7 +568,7 @@ class ModeController:
         else:
             drain.window_after = drain.window if switched else self._window
         if drain.window_after is not None:
-            record = replace(record, window=_window_fields(drain.window_after))
+            record = replace(record, window=drain.window_after.fields())
         saved = await self._save_to_the_end(
             PersistedState(end.dest, since=now, reason=reason, window=drain.window_after),
             record,
@@ -594,7 +586,7 @@ class ModeController:
             return await self._append(record, context)
         record = replace(record, **context.fields())
         if window is not None:
-            record = replace(record, window=_window_fields(window))
+            record = replace(record, window=window.fields())
         async with self._state_writes:
             state = PersistedState(
                 self.state, since=self._since, reason=self._reason, window=window
@@ -641,17 +633,14 @@ class ModeController:
         if window is None or not self._started:
             return
         now = utc_now()
-        until: datetime | None
-        reason: str | None
-        if window.until is not None and window.until <= now:
-            target, until, reason = Mode.PRODUCTION, None, "the maintenance window ended"
-        elif window.pending and window.start_at is not None and window.start_at <= now:
-            target, until, reason = Mode.MAINTENANCE, window.until, window.reason
-        else:
+        event = due_event(window, now)
+        if event is None:
             self._arm_window()
             return
+        target = event.target
+        until = event.window.until if event.window is not None else None
         try:
-            await self.set_mode(target, actor=SCHEDULE, reason=reason, until=until)
+            await self.set_mode(target, actor=SCHEDULE, reason=event.reason, until=until)
         except SwitchInProgress as busy:
             self._window_timer.arm(now, at_least=busy.retry_after)
         except (ModeChangeFailed, StoreError) as exc:
@@ -898,13 +887,6 @@ class ModeController:
             raise
         except Exception as exc:
             raise StoreError(f"store {type(self.store).__name__} failed: {exc}") from exc
-
-
-def _window_fields(window: Window) -> dict[str, str | None]:
-    return {
-        "start_at": window.start_at.isoformat() if window.start_at is not None else None,
-        "until": window.until.isoformat() if window.until is not None else None,
-    }
 
 
 def _outcome(row: Transition) -> Outcome:

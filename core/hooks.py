@@ -97,6 +97,14 @@ class Hooks:
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
 
+    @property
+    def has_before_drain(self) -> bool:
+        return bool(self._before)
+
+    @property
+    def has_after_switch(self) -> bool:
+        return bool(self._after)
+
     async def run_before_drain(self, target: Mode) -> None:
         for hook in self._before:
             await self._bounded("before_drain", hook, target)

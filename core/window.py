@@ -21,14 +21,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import ServerModeError
+from .modes import Mode
 
 __all__ = [
     "MAX_AHEAD",
     "WHEN_PATTERN",
     "InvalidWindow",
     "Window",
+    "WindowEvent",
     "WindowTimer",
+    "asked_window",
     "check_window",
+    "due_event",
     "parse_duration",
     "parse_moment",
 ]
@@ -76,6 +80,74 @@ class Window:
 
     def next_event(self) -> datetime | None:
         return self.start_at if self.start_at is not None else self.until
+
+    def fields(self) -> dict[str, str | None]:
+        """Its times as ISO text, for a transition record."""
+        return {
+            "start_at": self.start_at.isoformat() if self.start_at is not None else None,
+            "until": self.until.isoformat() if self.until is not None else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain JSON with wall-clock seconds (the fleet's time unit)."""
+        return {
+            "start_at": self.start_at.timestamp() if self.start_at is not None else None,
+            "until": self.until.timestamp() if self.until is not None else None,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Window | None:
+        if not data:
+            return None
+        start_at, until = data.get("start_at"), data.get("until")
+        return cls(
+            datetime.fromtimestamp(float(start_at), UTC) if start_at is not None else None,
+            datetime.fromtimestamp(float(until), UTC) if until is not None else None,
+            data.get("reason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEvent:
+    """What a window asks for once one of its times has come: switch to ``target``, after
+    which ``window`` is the one in force."""
+
+    target: Mode
+    window: Window | None
+    reason: str | None
+
+
+def due_event(window: Window | None, now: datetime) -> WindowEvent | None:
+    """The switch ``window`` asks for at ``now`` (its end first), or None before its times."""
+    if window is None:
+        return None
+    if window.until is not None and window.until <= now:
+        return WindowEvent(Mode.PRODUCTION, None, "the maintenance window ended")
+    if window.start_at is not None and window.start_at <= now:
+        return WindowEvent(Mode.MAINTENANCE, window.begun(), window.reason)
+    return None
+
+
+def asked_window(
+    target: Mode,
+    start_at: datetime | None,
+    until: datetime | None,
+    reason: str | None,
+    now: datetime,
+) -> Window | None:
+    """The window a mode request asks for (None without ``until`` or ``start_at``), checked:
+    InvalidWindow for one that is not maintenance, or refused by :func:`check_window`."""
+    if until is None and start_at is None:
+        return None
+    if target is not Mode.MAINTENANCE:
+        raise InvalidWindow(
+            "until" if until is not None else "start_at",
+            "a window is a period of maintenance: ask for it with mode maintenance",
+        )
+    window = Window(start_at, until, reason)
+    check_window(window, now)
+    return window
 
 
 def parse_duration(text: str) -> timedelta | None:

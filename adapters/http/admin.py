@@ -122,15 +122,17 @@ class AdminRoutes:
         principal = self.auth.require(request.headers.get("authorization"), Role.ADMIN)
         asked = _parse_mode_request(await self._read_json_body(request))
         fleet = self.controller if isinstance(self.controller, FleetController) else None
-        if fleet is not None and (asked.until or asked.start_at):
-            raise ProblemError(
-                Problem.BAD_PARAMETER,
-                "timed maintenance windows (until, start_at) are not available in fleet mode yet: "
-                "switch without them",
-            )
         if asked.instance is not None and fleet is None:
             raise NoSuchInstance(asked.instance)
+        if asked.instance is not None and (asked.until or asked.start_at):
+            raise ProblemError(
+                Problem.BAD_PARAMETER,
+                "a maintenance window (until, start_at) is the fleet's: ask for it without "
+                "instance",
+            )
         if asked.dry_run:
+            if fleet is not None:  # the requests in flight across the fleet, freshly read
+                await fleet.fleet.refresh_members()
             plan = self.controller.dry_run(asked.mode)
             return JSONResponse({"dry_run": plan.to_dict()}, headers={"Cache-Control": "no-store"})
         request_id = _request_id(request)

@@ -399,6 +399,22 @@ SCHEMAS: dict[str, Any] = {
             },
             "expired": {"type": "array", "items": {"type": "string"}},
             "stragglers": {"type": "object", "additionalProperties": _COUNTS},
+            "window": {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "required": ["start_at", "until", "reason"],
+                        "properties": {
+                            "start_at": {"type": ["number", "null"]},
+                            "until": {"type": ["number", "null"]},
+                            "reason": _TEXT_OR_NULL,
+                        },
+                        "additionalProperties": False,
+                    },
+                    {"type": "null"},
+                ],
+                "description": "the fleet's maintenance window after it (Unix times), or null",
+            },
         },
         "additionalProperties": False,
     },

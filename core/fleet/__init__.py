@@ -17,6 +17,7 @@ from .barrier import (
     completion,
     draining_to,
     switch_state,
+    window_change,
 )
 from .bypass import BYPASS_PERIOD, BypassFollower, FleetBypass
 from .controller import FleetController
@@ -64,4 +65,5 @@ __all__ = [
     "completion",
     "draining_to",
     "switch_state",
+    "window_change",
 ]

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from ..machine import TimeoutPolicy
 from ..modes import Mode, State
+from ..window import Window
 from .records import DrainReport, FleetOutcome, FleetRecord, FleetState, ReportOutcome
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "completion",
     "draining_to",
     "switch_state",
+    "window_change",
 ]
 
 #: The outcome named in a record for a live instance that had not reported at the deadline.
@@ -98,10 +100,17 @@ def switch_state(
     members: Iterable[str],
     actor: str | None = None,
     reason: str | None = None,
+    window: Window | None = None,
+    lame_duck: float = 0.0,
 ) -> FleetState:
-    """The draining state that starts a switch of steady ``current`` to ``target``."""
+    """The draining state that starts a switch of steady ``current`` to ``target``.
+
+    ``window`` is the one the switch brings (None: it ends the one in force); ``lame_duck``
+    seconds (switches to maintenance only) come before the drain, and before its deadline.
+    """
     if current.is_draining or current.mode is target:
         raise ValueError(f"no switch from {current.state} to {target}")
+    lame_duck = lame_duck if target is Mode.MAINTENANCE else 0.0
     return FleetState(
         epoch=current.epoch + 1,
         state=draining_to(target),
@@ -109,12 +118,15 @@ def switch_state(
         outcome=current.outcome,
         target=target,
         started=now,
-        deadline=now + drain_timeout,
+        deadline=now + lame_duck + drain_timeout,
         policy=policy,
         actor=actor,
         reason=reason,
         starter=starter,
         members=tuple(sorted(set(members))),
+        window=current.window,
+        next_window=window,
+        lame_duck_until=now + lame_duck if lame_duck > 0 else None,
     )
 
 
@@ -135,6 +147,8 @@ def completion(
     )
     outcome, ends_in = COMPLETIONS[timed_out, fleet.policy]
     mode = fleet.target if ends_in is End.TARGET else fleet.mode
+    # A switch that took place brings its own window (or none); one rolled back keeps the old.
+    window = fleet.next_window if ends_in is End.TARGET else fleet.window
     steady = FleetState(
         epoch=fleet.epoch + 1,
         state=mode.state,
@@ -144,6 +158,7 @@ def completion(
         actor=fleet.actor,
         reason=fleet.reason,
         starter=fleet.starter,
+        window=window,
     )
     instances = {i: str(r.outcome) for i, r in where.reported.items()}
     instances.update(dict.fromkeys(where.waiting, NOT_REPORTED))
@@ -162,6 +177,7 @@ def completion(
         instances=dict(sorted(instances.items())),
         expired=tuple(sorted(where.expired)),
         stragglers={i: dict(r.stragglers) for i, r in where.reported.items() if r.stragglers},
+        window=window,
     )
     return steady, record
 
@@ -174,7 +190,8 @@ def cancellation(
     actor: str | None = None,
     reason: str | None = None,
 ) -> tuple[FleetState, FleetRecord]:
-    """The steady state that abandons ``fleet``'s switch (back to the mode it was leaving)."""
+    """The steady state that abandons ``fleet``'s switch (back to the mode it was leaving);
+    a cancel also ends the maintenance window."""
     if not fleet.is_draining:
         raise ValueError(f"epoch {fleet.epoch} is not a drain: {fleet.state}")
     steady = FleetState(
@@ -199,5 +216,34 @@ def cancellation(
         reason=reason,
         starter=fleet.starter,
         completed_by=cancelled_by,
+    )
+    return steady, record
+
+
+def window_change(
+    fleet: FleetState,
+    window: Window | None,
+    *,
+    now: float,
+    changed_by: str,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> tuple[FleetState, FleetRecord]:
+    """The steady state of steady ``fleet`` with ``window`` in force (set, changed, or ended
+    when None), and its record: no switch, but a new epoch, so that every instance sees it."""
+    if fleet.is_draining:
+        raise ValueError(f"epoch {fleet.epoch} is a drain: its window changes with its end")
+    # The mode in force keeps its own actor and reason: the record says who changed the window.
+    steady = fleet.but(epoch=fleet.epoch + 1, outcome=FleetOutcome.WINDOW, window=window)
+    record = FleetRecord(
+        epoch=fleet.epoch,
+        from_state=fleet.state,
+        to_state=fleet.state,
+        outcome=FleetOutcome.WINDOW,
+        at=now,
+        actor=actor,
+        reason=reason,
+        completed_by=changed_by,
+        window=window,
     )
     return steady, record

@@ -10,6 +10,7 @@ every round); admission stays the local gate's, with no engine call on the reque
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,11 +18,14 @@ from typing import Any
 
 from ..audit import AuditLog
 from ..controller import DrainListener, ModeController, ModeStatus
+from ..dryrun import DryRun, plan_dry_run
+from ..hooks import Hooks
 from ..machine import TimeoutPolicy
-from ..modes import Mode
+from ..modes import Mode, parse_mode
 from ..policy import CONTEXT_SERVICES, AdmissionPolicy
-from ..records import TransitionRecord
+from ..records import TransitionRecord, utc_now
 from ..store import Store
+from ..window import Window, asked_window
 from .engine import FleetEngine
 from .member import FleetMember
 from .node import GateNode
@@ -50,6 +54,8 @@ class FleetController(ModeController):
         timeout_policy: TimeoutPolicy | str = TimeoutPolicy.FORCE,
         refusal_retry_after: int = 60,
         audit: AuditLog | None = None,
+        lame_duck: float = 0.0,
+        hooks: Hooks | None = None,
         heartbeat_ttl: float = 5.0,
         period: float = 0.5,
         clock: Callable[[], float] = time.time,
@@ -62,11 +68,15 @@ class FleetController(ModeController):
             timeout_policy=timeout_policy,
             refusal_retry_after=refusal_retry_after,
             audit=audit,
+            lame_duck=lame_duck,
+            hooks=hooks,
         )
         self.engine = engine
         # The node's records reach the audit log and the subscribers (hooks, webhooks), as
-        # the lone controller's do.
-        self.node = GateNode(self.gate, self.store, _Publishing(self), clock=clock)
+        # the lone controller's do; its drains run the application's hooks.
+        self.node = GateNode(
+            self.gate, self.store, _Publishing(self), hooks=self.hooks, clock=clock
+        )
         self.fleet = FleetMember(
             engine,
             self.node,
@@ -74,6 +84,7 @@ class FleetController(ModeController):
             initial_mode=self.initial_mode,
             drain_timeout=drain_timeout,
             timeout_policy=timeout_policy,
+            lame_duck=self.lame_duck,
             heartbeat_ttl=heartbeat_ttl,
             period=period,
             clock=clock,
@@ -118,17 +129,20 @@ class FleetController(ModeController):
         until: datetime | None = None,
         start_at: datetime | None = None,
     ) -> TransitionRecord:
-        """Switch the fleet (see :meth:`FleetMember.switch`).
-
-        Timed windows are one instance's for now (a window is not yet part of the fleet
-        state): ``until`` and ``start_at`` raise ValueError here.
-        """
-        if until is not None or start_at is not None:
-            raise ValueError("timed maintenance windows are not available in fleet mode yet")
+        """Switch the fleet (see :meth:`FleetMember.switch`); ``until`` and ``start_at`` are
+        the lone controller's, for the whole fleet: the window is part of the fleet state, and
+        any instance makes its switches when their time comes."""
+        target = parse_mode(mode)
+        window = asked_window(target, start_at, until, reason, utc_now())
         if not self._joined:
             raise RuntimeError("FleetController.start() must be awaited before set_mode()")
         return await self.fleet.switch(
-            mode, actor=actor, client=client, request_id=request_id, reason=reason
+            target,
+            actor=actor,
+            client=client,
+            request_id=request_id,
+            reason=reason,
+            window=window,
         )
 
     async def switch_instance(
@@ -156,18 +170,58 @@ class FleetController(ModeController):
             return None
         return await self.fleet.cancel(actor=actor, reason=reason)
 
+    @property
+    def window(self) -> Window | None:
+        """The fleet's maintenance window, begun or ahead, as last read (None out of it)."""
+        known = self.fleet.known
+        return known.window if known is not None and self.fleet.out is None else None
+
+    @property
+    def lame_duck_until(self) -> datetime | None:
+        """While the fleet's switch to maintenance is in its lame duck: when it drains."""
+        known = self.fleet.known
+        if known is None or self.fleet.out is not None or not self.fleet.in_lame_duck(known):
+            return None
+        return _utc(known.lame_duck_until)
+
+    @property
+    def reason(self) -> str | None:
+        """The reason given for the fleet's mode, or for its switch under way."""
+        known = self.fleet.known
+        return known.reason if known is not None and self.fleet.out is None else None
+
+    def dry_run(self, mode: Mode | str) -> DryRun:
+        """What a fleet switch to ``mode`` would do now: the fleet's state, and the requests
+        in flight summed over the live instances as last read (their heartbeats); the
+        request rates are this instance's."""
+        target = parse_mode(mode)
+        known = self.fleet.known
+        in_flight: Counter[str] = Counter()
+        for beat in self.fleet.members:
+            in_flight.update(beat.in_flight)
+        if not self.fleet.members:
+            in_flight.update(self.gate.in_flight())
+        return plan_dry_run(
+            state=known.state if known is not None else self.state,
+            target=target,
+            switching=known is not None and known.is_draining,
+            policy=self.policy,
+            in_flight=dict(in_flight),
+            rates=self.rates.rates(),
+            drain_timeout=self.drain_timeout,
+            timeout_policy=self.timeout_policy,
+            lame_duck=self._lame_duck_to(target),
+        )
+
     def status(self) -> ModeStatus:
         base = super().status()
         known = self.fleet.known
         since = _utc(self.fleet.since) or base.since
         if known is None or not known.is_draining:
             return replace(base, since=since)
-        return ModeStatus(
-            mode=base.mode,
-            state=base.state,
+        return replace(
+            base,
             since=since,
-            in_flight=base.in_flight,
-            drain_timeout=base.drain_timeout,
             timeout_policy=known.policy,
             target=known.target,
             drain_started=_utc(known.started),

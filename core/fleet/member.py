@@ -28,6 +28,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -36,7 +37,16 @@ from ..errors import ModeChangeCancelled, ModeChangeRolledBack, SwitchInProgress
 from ..machine import TimeoutPolicy, Trigger
 from ..modes import Mode, State, parse_mode
 from ..records import Outcome, TransitionRecord, utc_now
-from .barrier import barrier, cancellation, completion, draining_to, switch_state
+from ..window import ACTOR as SCHEDULE
+from ..window import Window, due_event
+from .barrier import (
+    barrier,
+    cancellation,
+    completion,
+    draining_to,
+    switch_state,
+    window_change,
+)
 from .engine import FleetEngine, FleetEngineUnavailable, NoSuchInstance, Wake
 from .node import LocalDrain, LocalNode
 from .records import (
@@ -62,6 +72,23 @@ _LOCAL_OUTCOME = {
 }
 
 
+def _lame_duck_seconds(fleet: FleetState) -> float:
+    if fleet.lame_duck_until is None or fleet.started is None:
+        return 0.0
+    return max(0.0, fleet.lame_duck_until - fleet.started)
+
+
+#: How a record of a change that moved no state names its trigger.
+_NOTED_TRIGGER: dict[Outcome, Callable[[Mode], str | None]] = {
+    Outcome.REFUSED: lambda target: f"start_{target.value}",
+    Outcome.NOOP: lambda target: None,
+    Outcome.SCHEDULED: lambda target: None,
+    Outcome.CANCELLED: lambda target: Trigger.CANCEL.value,
+}
+
+#: How many times a change asked for looks again when another change came first.
+_CHANGE_ATTEMPTS = 3
+
 #: How many of the newest fleet records an instance looks through for the record of a switch
 #: it settles late (the log holds every instance's outcome: a record is O(fleet) to read).
 _RECORDS_LOOKED_BACK = 16
@@ -78,10 +105,15 @@ class _CatchingUp:
 
 @dataclass(slots=True)
 class _Following:
-    """The fleet drain this instance follows: its epoch, its local drain, its report."""
+    """The fleet drain this instance follows: its epoch, its local drain, its report.
+
+    ``drain`` is None until the local drain begins: during the switch's lame duck, and while
+    the application's before-drain hooks run (``preparing``); the gate admits as before.
+    """
 
     fleet: FleetState
-    drain: LocalDrain
+    drain: LocalDrain | None = None
+    preparing: asyncio.Task[None] | None = None
     report: DrainReport | None = None
     client: str | None = None
     request_id: str | None = None
@@ -102,6 +134,8 @@ class FleetMember:
         initial_mode: the mode a fleet seeded by this instance starts in.
         drain_timeout: seconds a switch started here gives the fleet to drain.
         timeout_policy: what a switch started here does at its deadline (fleet-wide).
+        lame_duck: seconds a switch to maintenance started here keeps every instance admitting
+            while their readiness fails, before the fleet drains (fleet-wide).
         heartbeat_ttl: seconds a heartbeat lives; an instance silent longer is left out.
         period: seconds between rounds when nothing wakes the member.
         report_grace: seconds past the deadline the barrier still waits for live instances'
@@ -122,6 +156,7 @@ class FleetMember:
         initial_mode: Mode | str = Mode.PRODUCTION,
         drain_timeout: float = 60.0,
         timeout_policy: TimeoutPolicy | str = TimeoutPolicy.FORCE,
+        lame_duck: float = 0.0,
         heartbeat_ttl: float = 5.0,
         period: float = 0.5,
         report_grace: float | None = None,
@@ -136,6 +171,7 @@ class FleetMember:
         self.initial_mode = parse_mode(initial_mode)
         self.drain_timeout = float(drain_timeout)
         self.timeout_policy = TimeoutPolicy(timeout_policy)
+        self.lame_duck = float(lame_duck)
         self.heartbeat_ttl = heartbeat_ttl
         self.period = period
         self.report_grace = period if report_grace is None else report_grace
@@ -182,6 +218,8 @@ class FleetMember:
             if fleet is None:
                 fleet = await self._reseed()
             await self._follow(fleet)
+            if not fleet.is_draining:  # a window whose time came while no instance ran
+                await self._window_due(fleet)
             await self._beat()
         self.engine.subscribe(self.instance, self._woken)
         _log.info("fleet_joined", instance=self.instance, epoch=fleet.epoch, state=fleet.state)
@@ -218,8 +256,11 @@ class FleetMember:
         # Wake at a drain's deadline rather than up to a period after it.
         following, catching = self._following, self._catching
         if following is not None and following.report is None:
-            deadline = following.fleet.deadline or 0.0
-            return max(0.0, min(self.period, deadline - self.clock()))
+            fleet = following.fleet
+            wake = fleet.deadline or 0.0
+            if following.drain is None and fleet.lame_duck_until is not None:
+                wake = min(wake, fleet.lame_duck_until)
+            return max(0.0, min(self.period, wake - self.clock()))
         if catching is not None:
             return max(0.0, min(self.period, catching.deadline - self.clock()))
         return self.period
@@ -253,6 +294,7 @@ class FleetMember:
                 self._reached()
                 await self._follow(fleet)
                 if not fleet.is_draining:
+                    await self._window_due(fleet)
                     await self._beat()
                 else:
                     periodic = self._rounds % self.check_every == 0
@@ -361,6 +403,7 @@ class FleetMember:
         following = self._following
         if fleet.is_draining:
             if following is not None and following.epoch == fleet.epoch:
+                await self._begin_drain(following)
                 return
             if following is not None:  # a drain whose end this instance never saw
                 await self._settle(following, fleet.mode.state, None)
@@ -368,18 +411,8 @@ class FleetMember:
                 await self._catch_up(self.out.mode.state, fleet, self.out)
                 return
             self._catching = None  # the fleet's drain takes over from catching up
-            assert fleet.deadline is not None
-            drain = self.node.enter_drain(fleet.state, fleet.deadline - self.clock())
-            drain.drained.add_done_callback(lambda _: self._wake.set())
-            self._following = _Following(fleet, drain)
-            self._since = self.clock()
-            _log.info(
-                "fleet_drain_followed",
-                instance=self.instance,
-                epoch=fleet.epoch,
-                state=fleet.state,
-                in_flight=drain.in_flight,
-            )
+            self._following = _Following(fleet)
+            await self._begin_drain(self._following)
             return
         self.waiting = set()
         self._out_report = None
@@ -388,6 +421,53 @@ class FleetMember:
         else:
             out = self.out
             await self._catch_up(out.mode.state if out else fleet.state, fleet, out)
+        # Refusals in the fleet's window count down to its end (not on an instance out).
+        window = fleet.window if self.out is None else None
+        in_force = window is not None and not window.pending and window.until is not None
+        ends = window.until if in_force and window is not None else None
+        self.node.show_window(
+            ends.timestamp() if ends is not None and self.node.state is State.MAINTENANCE else None
+        )
+
+    async def _begin_drain(self, following: _Following) -> None:
+        """Begin the local drain of the followed switch once its lame duck is over and the
+        application's before-drain hooks have run (in the background: a round never waits
+        for them); until then the gate admits as before. Called at every round."""
+        fleet = following.fleet
+        if following.drain is not None or self.in_lame_duck(fleet):
+            return
+        if following.preparing is None and self.node.prepares_drains:
+            assert fleet.target is not None
+            following.preparing = asyncio.get_running_loop().create_task(
+                self.node.before_drain(fleet.target), name="servermode fleet before-drain"
+            )
+            following.preparing.add_done_callback(lambda _: self._wake.set())
+        assert fleet.deadline is not None
+        preparing = following.preparing
+        # Hooks that overrun the deadline hold the drain up no longer (they go on).
+        if preparing is not None and not preparing.done() and self.clock() < fleet.deadline:
+            return
+        drain = self.node.enter_drain(fleet.state, fleet.deadline - self.clock())
+        drain.drained.add_done_callback(lambda _: self._wake.set())
+        following.drain = drain
+        self._since = self.clock()
+        _log.info(
+            "fleet_drain_followed",
+            instance=self.instance,
+            epoch=fleet.epoch,
+            state=fleet.state,
+            in_flight=drain.in_flight,
+        )
+
+    def in_lame_duck(self, fleet: FleetState | None = None) -> bool:
+        """Whether the fleet's switch is in its lame duck: readiness fails, requests pass."""
+        fleet = fleet if fleet is not None else self.known
+        return (
+            fleet is not None
+            and fleet.is_draining
+            and fleet.lame_duck_until is not None
+            and self.clock() < fleet.lame_duck_until
+        )
 
     async def _catch_up(self, target: State, fleet: FleetState, out: InstanceOut | None) -> None:
         """Reach steady ``target`` outside a fleet switch: the fleet's state after a switch
@@ -473,24 +553,30 @@ class FleetMember:
             else (Outcome.RECOVERED, Trigger.RECOVER)
         )
         drain = following.drain
+        if following.preparing is not None and not following.preparing.done():
+            following.preparing.cancel()  # the switch ended before its drain began
         report = following.report
         followed = following.fleet
         assert followed.target is not None
+        started = drain.started if drain is not None else (followed.started or self.clock())
+        window = fleet.window if fleet is not None else None
         record = TransitionRecord(
-            from_state=drain.source,
+            from_state=drain.source if drain is not None else self.node.state,
             to_state=state,
             trigger=trigger.value,
             target_mode=followed.target,
             outcome=outcome,
             at=utc_now(),
-            duration_ms=max(0.0, (self.clock() - drain.started) * 1000),
+            duration_ms=max(0.0, (self.clock() - started) * 1000),
             actor=followed.actor,
             client=following.client,
             request_id=following.request_id,
             reason=followed.reason,
-            in_flight=drain.in_flight,
+            in_flight=drain.in_flight if drain is not None else {},
             stragglers=dict(report.stragglers) if report else {},
-            closed=drain.closed,
+            closed=drain.closed if drain is not None else {},
+            lame_duck=_lame_duck_seconds(followed),
+            window=window.fields() if window is not None else {},
             fleet=await self._fleet_record(following, fleet, written),
         )
         try:
@@ -504,6 +590,7 @@ class FleetMember:
         for waiter in following.waiters:
             if not waiter.done():
                 waiter.set_result(stored)
+        self.node.after_switch(stored)
         return stored
 
     async def _fleet_record(
@@ -566,6 +653,8 @@ class FleetMember:
         if following.report is None:
             now = self.clock()
             assert fleet.deadline is not None
+            if following.drain is None:
+                return  # in the lame duck, or the hooks still run: nothing drained yet
             if following.drain.drained.done():
                 following.report = DrainReport(
                     self.instance, fleet.epoch, ReportOutcome.DRAINED, now
@@ -644,47 +733,55 @@ class FleetMember:
         client: str | None = None,
         request_id: str | None = None,
         reason: str | None = None,
+        window: Window | None = None,
     ) -> TransitionRecord:
         """Switch the whole fleet to ``mode``; return this instance's record once complete.
+
+        ``window`` (checked by the caller: :func:`~servermode.core.window.asked_window`) is
+        the maintenance window the switch brings, as the lone controller's: every change asked
+        for replaces the fleet's window (None ends it). One still ahead switches nothing now:
+        it is kept in the fleet state (a ``scheduled`` record) and begins by itself.
 
         Raises SwitchInProgress while the fleet drains (another switch won), FleetEngineUnavailable
         when the engine cannot be reached (nothing changed) or stopped answering before the
         switch completed, ModeChangeRolledBack when the deadline rolled the fleet back.
         """
         target = parse_mode(mode)
-        refused = dict(actor=actor, client=client, request_id=request_id, reason=reason)
+        context: dict[str, Any] = dict(
+            actor=actor, client=client, request_id=request_id, reason=reason
+        )
         async with self._lock:
             # Asked while the engine was lost, this is the first look since: it may be back.
             try:
                 fleet = await self._load_reached()
                 await self._follow(fleet)
-                if not fleet.is_draining and fleet.mode is target:
-                    return await self._noop(target, **refused)
-                won = False
-                if not fleet.is_draining:
-                    live = await self.engine.live()
-                    started = switch_state(
-                        fleet,
-                        target,
-                        now=self.clock(),
-                        drain_timeout=self.drain_timeout,
-                        policy=self.timeout_policy,
-                        starter=self.instance,
-                        members=[*live, self.instance],
-                        actor=actor,
-                        reason=reason,
-                    )
-                    won = await self.engine.compare_and_set(fleet.epoch, started, None)
-                if not won:
+                started: FleetState | None = None
+                for _ in range(_CHANGE_ATTEMPTS):
+                    if fleet.is_draining:
+                        break
+                    if fleet.mode is target or (window is not None and window.pending):
+                        if window == fleet.window:
+                            return await self._note(target, Outcome.NOOP, **context)
+                        if await self._set_window(fleet, window, actor=actor, reason=reason):
+                            scheduled = window is not None and window.pending
+                            outcome = Outcome.SCHEDULED if scheduled else Outcome.NOOP
+                            return await self._note(target, outcome, window=window, **context)
+                    else:
+                        started = await self._start(
+                            fleet, target, window=window, actor=actor, reason=reason
+                        )
+                        if started is not None:
+                            break
+                    # Another change came first: look again.
+                    fleet = await self._load_reached()
+                    await self._follow(fleet)
+                if started is None:
                     # Another switch is under way (or just won): follow it, refuse this one.
-                    current = await self.engine.load()
-                    if current is not None:
-                        await self._follow(current)
-                    await self._refuse(target, **refused)
-                    raise SwitchInProgress(self._draining_state(current), self._retry_after())
+                    await self._note(target, Outcome.REFUSED, **context)
+                    raise SwitchInProgress(self._draining_state(fleet), self._retry_after())
             except FleetEngineUnavailable as exc:
                 self._lose(exc.reason)
-                await self._refuse(target, **refused)
+                await self._note(target, Outcome.REFUSED, **context)
                 raise
             _log.info(
                 "fleet_switch_started",
@@ -745,16 +842,18 @@ class FleetMember:
         SwitchInProgress while the fleet drains, FleetEngineUnavailable without the engine.
         """
         target = parse_mode(mode)
-        context = dict(actor=actor, client=client, request_id=request_id, reason=reason)
+        context: dict[str, Any] = dict(
+            actor=actor, client=client, request_id=request_id, reason=reason
+        )
         async with self._lock:
             try:
                 fleet = await self._load_reached()
                 live = sorted(await self.engine.live())
                 if instance not in live:
-                    await self._refuse(target, **context)
+                    await self._note(target, Outcome.REFUSED, **context)
                     raise NoSuchInstance(instance, live)
                 if fleet.is_draining:
-                    await self._refuse(target, **context)
+                    await self._note(target, Outcome.REFUSED, **context)
                     raise SwitchInProgress(fleet.state, self._retry_after())
                 before = await self.engine.heartbeat(instance)
                 out = (
@@ -765,7 +864,7 @@ class FleetMember:
                 await self.engine.set_out(instance, out)
             except FleetEngineUnavailable as exc:
                 self._lose(exc.reason)
-                await self._refuse(target, **context)
+                await self._note(target, Outcome.REFUSED, **context)
                 raise
         _log.info("fleet_instance_switch", instance=instance, mode=target, out=out is not None)
         bound = time.monotonic() + self.drain_timeout + 2 * self.period + 1
@@ -812,7 +911,14 @@ class FleetMember:
                 await self._follow(fleet)
                 following = self._following
                 if not fleet.is_draining or following is None:
-                    return None
+                    # Without a switch under way, a cancel ends the fleet's window, if any.
+                    if fleet.is_draining or fleet.window is None:
+                        return None
+                    if not await self._set_window(fleet, None, actor=actor, reason=reason):
+                        return None  # another change came first: it decided the window
+                    return await self._note(
+                        Mode.MAINTENANCE, Outcome.CANCELLED, actor=actor, reason=reason
+                    )
                 waiter: asyncio.Future[TransitionRecord] = (
                     asyncio.get_running_loop().create_future()
                 )
@@ -845,33 +951,98 @@ class FleetMember:
             return 1
         return max(1, int(known.deadline - self.clock() + 0.999))
 
-    async def _refuse(self, target: Mode, **context: Any) -> TransitionRecord:
+    async def _note(
+        self, target: Mode, outcome: Outcome, *, window: Window | None = None, **context: Any
+    ) -> TransitionRecord:
+        """Keep and audit this instance's record of a change that moved no state: refused,
+        a noop, or a window set or ended (``window``: the one in force after it)."""
         state = self.node.state
         return await self.node.note(
             TransitionRecord(
                 from_state=state,
                 to_state=state,
-                trigger=f"start_{target.value}",
+                trigger=_NOTED_TRIGGER[outcome](target),
                 target_mode=target,
-                outcome=Outcome.REFUSED,
+                outcome=outcome,
                 at=utc_now(),
+                window=window.fields() if window is not None else {},
                 **context,
             )
         )
 
-    async def _noop(self, target: Mode, **context: Any) -> TransitionRecord:
-        state = self.node.state
-        return await self.node.note(
-            TransitionRecord(
-                from_state=state,
-                to_state=state,
-                trigger=None,
-                target_mode=target,
-                outcome=Outcome.NOOP,
-                at=utc_now(),
-                **context,
-            )
+    async def _start(
+        self,
+        fleet: FleetState,
+        target: Mode,
+        *,
+        window: Window | None,
+        actor: str | None,
+        reason: str | None,
+    ) -> FleetState | None:
+        """Start the switch of steady ``fleet`` to ``target`` here; None if another change
+        came first (the compare-and-set lost)."""
+        live = await self.engine.live()
+        started = switch_state(
+            fleet,
+            target,
+            now=self.clock(),
+            drain_timeout=self.drain_timeout,
+            policy=self.timeout_policy,
+            starter=self.instance,
+            members=[*live, self.instance],
+            actor=actor,
+            reason=reason,
+            window=window,
+            lame_duck=self.lame_duck,
         )
+        if not await self.engine.compare_and_set(fleet.epoch, started, None):
+            return None
+        return started
+
+    async def _set_window(
+        self, fleet: FleetState, window: Window | None, *, actor: str | None, reason: str | None
+    ) -> bool:
+        """Put ``window`` in force in steady ``fleet`` (None: end it), and follow; False if
+        another change came first."""
+        steady, record = window_change(
+            fleet, window, now=self.clock(), changed_by=self.instance, actor=actor, reason=reason
+        )
+        if not await self.engine.compare_and_set(fleet.epoch, steady, record):
+            return False
+        _log.info(
+            "fleet_window_set" if window is not None else "fleet_window_ended",
+            instance=self.instance,
+            epoch=steady.epoch,
+            start_at=window.start_at.isoformat() if window and window.start_at else None,
+            until=window.until.isoformat() if window and window.until else None,
+        )
+        await self._follow(steady, record)
+        return True
+
+    async def _window_due(self, fleet: FleetState) -> None:
+        """Make the switch the fleet's window asks for once its time has come (any instance
+        may; the compare-and-set lets one do it), as actor ``schedule``."""
+        event = due_event(fleet.window, datetime.fromtimestamp(self.clock(), UTC))
+        if event is None:
+            return
+        who: dict[str, Any] = dict(actor=SCHEDULE, reason=event.reason)
+        if fleet.mode is event.target:  # nothing to switch: the window's state alone changes
+            if await self._set_window(fleet, event.window, **who):
+                await self._note(event.target, Outcome.NOOP, window=event.window, **who)
+                return
+        else:
+            started = await self._start(fleet, event.target, window=event.window, **who)
+            if started is not None:
+                _log.info(
+                    "fleet_window_switch_started",
+                    instance=self.instance,
+                    epoch=started.epoch,
+                    target=event.target,
+                )
+                await self._follow(started)
+                self._wake.set()
+                return
+        self._wake.set()  # another instance did it first: read what it wrote at once
 
     # -- reading ---------------------------------------------------------------------------
 

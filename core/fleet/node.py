@@ -23,7 +23,8 @@ from ..audit import AuditLog
 from ..controller import notify_drain_listeners
 from ..errors import StoreError
 from ..gate import Gate
-from ..modes import State
+from ..hooks import Hooks
+from ..modes import Mode, State
 from ..records import PersistedState, TransitionRecord, utc_now
 from ..store import InMemoryStore, Store
 
@@ -73,6 +74,23 @@ class LocalNode(Protocol):
         """Save steady ``state`` with ``record``, then admit under it, then audit."""
         ...
 
+    @property
+    def prepares_drains(self) -> bool:
+        """Whether :meth:`before_drain` has work to do (the application's hooks)."""
+        ...
+
+    async def before_drain(self, target: Mode) -> None:
+        """Run the application's before-drain hooks (bounded; never raises)."""
+        ...
+
+    def after_switch(self, record: TransitionRecord) -> None:
+        """Run the application's after-switch hooks with ``record``, in the background."""
+        ...
+
+    def show_window(self, until: float | None) -> None:
+        """Refusals count down to ``until`` (wall clock: a window's end), or not (None)."""
+        ...
+
     async def note(self, record: TransitionRecord) -> TransitionRecord:
         """Keep and audit a record that changed no state (refused, noop)."""
         ...
@@ -90,13 +108,16 @@ class GateNode:
         store: Store | None = None,
         audit: AuditLog | None = None,
         *,
+        hooks: Hooks | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.gate = gate
         self.store: Store = store if store is not None else InMemoryStore()
         self.audit = audit if audit is not None else AuditLog()
+        self.hooks = hooks if hooks is not None else Hooks()
         self.clock = clock
         self.listeners: list[DrainListener] = []
+        self._after: set[asyncio.Task[None]] = set()
 
     @property
     def state(self) -> State:
@@ -134,6 +155,29 @@ class GateNode:
         stored = await self._io(self.store.append, record)
         self.audit.emit(stored)
         return stored
+
+    @property
+    def prepares_drains(self) -> bool:
+        return self.hooks.has_before_drain
+
+    async def before_drain(self, target: Mode) -> None:
+        await self.hooks.run_before_drain(target)
+
+    def after_switch(self, record: TransitionRecord) -> None:
+        if not self.hooks.has_after_switch:
+            return
+        # In the background: the fleet's rounds (and heartbeats) never wait for a hook.
+        task = asyncio.get_running_loop().create_task(
+            self.hooks.run_after_switch(record), name="servermode fleet after-switch"
+        )
+        self._after.add(task)
+        task.add_done_callback(self._after.discard)
+
+    def show_window(self, until: float | None) -> None:
+        # The gate's deadlines are on time.monotonic; the fleet's times are wall clock.
+        self.gate.retry_steady_until(
+            None if until is None else time.monotonic() + (until - self.clock())
+        )
 
     async def _io(self, call: Callable[..., T], *args: Any) -> T:
         """Call the store, off the event loop when it may block; its failures are StoreErrors."""

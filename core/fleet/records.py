@@ -13,6 +13,7 @@ from typing import Any
 
 from ..machine import TimeoutPolicy
 from ..modes import Mode, State
+from ..window import Window
 
 __all__ = [
     "DrainReport",
@@ -34,6 +35,7 @@ class FleetOutcome(StrEnum):
     ROLLED_BACK = "rolled_back"  # the deadline passed; the policy returned to the old mode
     CANCELLED = "cancelled"  # an operator abandoned the switch; the old mode stays
     RESEEDED = "reseeded"  # the engine came back empty; an instance wrote back what it knew
+    WINDOW = "window"  # a maintenance window was set, changed or ended; no switch
 
 
 class ReportOutcome(StrEnum):
@@ -51,6 +53,12 @@ class FleetState:
     A switch writes a draining state (``target``, ``started``, ``deadline``, ``members``: the
     instances live when it began); its completion writes the steady state that follows, with
     ``outcome`` saying how. Both are compare-and-sets on ``epoch``.
+
+    ``window`` is the fleet's maintenance window, begun or ahead (in a drain: the one a
+    rollback keeps); ``next_window`` the one a draining switch brings if it completes. Any
+    instance makes the switch a window asks for, when its time comes (a compare-and-set: one
+    does). ``lame_duck_until``, in a drain to maintenance: until then every instance fails
+    readiness and still admits; its local drain begins then.
     """
 
     epoch: int
@@ -65,6 +73,9 @@ class FleetState:
     reason: str | None = None
     starter: str | None = None
     members: tuple[str, ...] = ()
+    window: Window | None = None
+    next_window: Window | None = None
+    lame_duck_until: float | None = None
 
     @property
     def mode(self) -> Mode:
@@ -77,6 +88,8 @@ class FleetState:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["members"] = list(self.members)
+        data["window"] = _window_dict(self.window)
+        data["next_window"] = _window_dict(self.next_window)
         return data
 
     @classmethod
@@ -95,6 +108,9 @@ class FleetState:
             reason=data.get("reason"),
             starter=data.get("starter"),
             members=tuple(data.get("members") or ()),
+            window=Window.from_dict(data.get("window")),
+            next_window=Window.from_dict(data.get("next_window")),
+            lame_duck_until=_float_or_none(data.get("lame_duck_until")),
         )
 
     def but(self, **changes: Any) -> FleetState:
@@ -162,7 +178,8 @@ class FleetRecord:
     ``instances`` maps each instance the barrier counted to its outcome (``drained``,
     ``timed_out``, or ``not_reported`` when the deadline passed first); ``expired`` names the
     instances live when the switch began whose heartbeat expired before they reported (left
-    out of the barrier); ``stragglers`` the requests cut per instance when forced.
+    out of the barrier); ``stragglers`` the requests cut per instance when forced;
+    ``window`` the maintenance window in force after it.
     """
 
     epoch: int
@@ -179,6 +196,7 @@ class FleetRecord:
     instances: dict[str, str] = field(default_factory=dict)
     expired: tuple[str, ...] = ()
     stragglers: dict[str, dict[str, int]] = field(default_factory=dict)
+    window: Window | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -187,6 +205,7 @@ class FleetRecord:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["expired"] = list(self.expired)
+        data["window"] = _window_dict(self.window)
         return data
 
     @classmethod
@@ -210,11 +229,16 @@ class FleetRecord:
                 str(i): {str(k): int(v) for k, v in counts.items()}
                 for i, counts in (data.get("stragglers") or {}).items()
             },
+            window=Window.from_dict(data.get("window")),
         )
 
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _window_dict(window: Window | None) -> dict[str, Any] | None:
+    return window.to_dict() if window is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,31 +263,6 @@ def test_one_instance_out_while_the_fleet_stays_in_production() -> None:
         assert b.get(f"{PROFILE}?delay=0").status_code == 200
 
 
-def test_what_is_not_yet_fleet_wide_is_refused_not_half_done() -> None:
-    """Issue 12's timed windows and lame duck are one instance's so far: in fleet mode a window
-    is a 400 that changes nothing, and --lame-duck with --fleet does not start."""
-    with fleet_of("A", "B") as (redis, fleet):
-        a = fleet["A"]
-        refused = a.post("/server/mode", json={"mode": "maintenance", "until": "30m"})
-        assert refused.status_code == 400 and refused.json()["code"] == 4020
-        assert "fleet mode" in refused.json()["description"]
-        assert all(state_of(i) == "production" for i in fleet.values())
-        assert a.switch("maintenance").status_code == 200  # an ordinary switch still works
-        started = cli(
-            "serve",
-            "--port",
-            "0",
-            "--state",
-            ":memory:",
-            "--fleet",
-            redis.url,
-            "--lame-duck",
-            "5",
-        )
-    assert started.returncode != 0
-    assert started.stderr.count("Error:") == 1 and "--lame-duck" in started.stderr
-
-
 def fleet_metrics(instance: Instance) -> dict[str, float]:
     """servermode_fleet_* samples of the instance's /server/metrics, by name and state."""
     from prometheus_client.parser import text_string_to_metric_families
