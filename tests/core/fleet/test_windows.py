@@ -344,3 +344,23 @@ class TestStatus:
                 await controller.close()
 
         run(scenario)
+
+
+class TestRestart:
+    def test_an_instance_started_after_the_windows_end_switches_the_fleet_back(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("A", engine, clock)
+            await switched(fl, "A", "maintenance", window=Window(None, at(clock, 10)))
+            await fl["A"].member.stop()  # the whole fleet is down through the window's end
+            clock.advance(60)
+            late = await fleet("B", engine, clock)
+            state = await engine.load()
+            # B started the switch back while joining, before its first round.
+            assert state is not None and state.target is Mode.PRODUCTION
+            assert state.starter == "B" and state.actor == "schedule"
+            await rounds(late.values(), 3)
+            assert late["B"].state is P
+
+        run(scenario)
