@@ -364,3 +364,24 @@ class TestRestart:
             assert late["B"].state is P
 
         run(scenario)
+
+    def test_a_window_ahead_costs_a_steady_round_no_engine_call(self) -> None:
+        """The window is read with the fleet state: rounds waiting for it call the engine
+        exactly as often as rounds without one (a load and a heartbeat)."""
+
+        async def calls_per_round(window: Window | None) -> int:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock)
+            if window is not None:
+                await switched(fl, "A", "maintenance", window=window)
+            before = engine.calls
+            await rounds(fl.values(), 10)
+            return engine.calls - before
+
+        async def scenario() -> None:
+            plain = await calls_per_round(None)
+            ahead = await calls_per_round(Window(at(Clock(), 3600), None))
+            assert ahead == plain == 2 * 2 * 10
+
+        run(scenario)
