@@ -385,3 +385,15 @@ class TestRestart:
             assert ahead == plain == 2 * 2 * 10
 
         run(scenario)
+
+    def test_a_member_wakes_at_the_windows_time_not_a_period_after_it(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("A", engine, clock, period=30.0, heartbeat_ttl=90.0)
+            member = fl["A"].member
+            assert member._next_wait() == 30.0
+            await switched(fl, "A", "maintenance", window=Window(None, at(clock, 4)))
+            assert member._next_wait() == pytest.approx(4.0)
+
+        run(scenario)
