@@ -217,7 +217,8 @@ class FleetController(ModeController):
         base = super().status()
         known = self.fleet.known
         since = _utc(self.fleet.since) or base.since
-        if known is None or not known.is_draining:
+        # As alone: drain fields only once this instance drains (not in the lame duck).
+        if known is None or not known.is_draining or not base.state.is_draining:
             return replace(base, since=since)
         return replace(
             base,

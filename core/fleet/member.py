@@ -253,7 +253,7 @@ class FleetMember:
                 _log.exception("fleet_round_failed", instance=self.instance)
 
     def _next_wait(self) -> float:
-        # Wake at a drain's deadline rather than up to a period after it.
+        # Wake at a drain's deadline (or its lame duck's end) rather than up to a period after.
         following, catching = self._following, self._catching
         if following is not None and following.report is None:
             fleet = following.fleet
@@ -263,6 +263,11 @@ class FleetMember:
             return max(0.0, min(self.period, wake - self.clock()))
         if catching is not None:
             return max(0.0, min(self.period, catching.deadline - self.clock()))
+        # And at the fleet's window's next time (a period may be long: --fleet-period).
+        known = self.known
+        moment = known.window.next_event() if known is not None and known.window else None
+        if moment is not None:
+            return max(0.0, min(self.period, moment.timestamp() - self.clock()))
         return self.period
 
     async def stop(self) -> None:

@@ -72,6 +72,7 @@ def test_the_lame_duck_fails_readiness_on_every_instance_while_they_still_admit(
         until(lambda: b.get("/server/health/ready").status_code == 503, what="B not ready")
         lame = b.status()
         assert lame["state"] == "production" and "lame_duck_until" in lame
+        assert_documented(b.get("/server/status"), "/server/status", "GET")
         assert b.get(f"{PROFILE}?delay=0").status_code == 200  # still admitted
         assert a.get(f"{PROFILE}?delay=0").status_code == 200
         answer = switch.join()

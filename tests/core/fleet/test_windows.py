@@ -344,3 +344,56 @@ class TestStatus:
                 await controller.close()
 
         run(scenario)
+
+
+class TestRestart:
+    def test_an_instance_started_after_the_windows_end_switches_the_fleet_back(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("A", engine, clock)
+            await switched(fl, "A", "maintenance", window=Window(None, at(clock, 10)))
+            await fl["A"].member.stop()  # the whole fleet is down through the window's end
+            clock.advance(60)
+            late = await fleet("B", engine, clock)
+            state = await engine.load()
+            # B started the switch back while joining, before its first round.
+            assert state is not None and state.target is Mode.PRODUCTION
+            assert state.starter == "B" and state.actor == "schedule"
+            await rounds(late.values(), 3)
+            assert late["B"].state is P
+
+        run(scenario)
+
+    def test_a_window_ahead_costs_a_steady_round_no_engine_call(self) -> None:
+        """The window is read with the fleet state: rounds waiting for it call the engine
+        exactly as often as rounds without one (a load and a heartbeat)."""
+
+        async def calls_per_round(window: Window | None) -> int:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock)
+            if window is not None:
+                await switched(fl, "A", "maintenance", window=window)
+            before = engine.calls
+            await rounds(fl.values(), 10)
+            return engine.calls - before
+
+        async def scenario() -> None:
+            plain = await calls_per_round(None)
+            ahead = await calls_per_round(Window(at(Clock(), 3600), None))
+            assert ahead == plain == 2 * 2 * 10
+
+        run(scenario)
+
+    def test_a_member_wakes_at_the_windows_time_not_a_period_after_it(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("A", engine, clock, period=30.0, heartbeat_ttl=90.0)
+            member = fl["A"].member
+            assert member._next_wait() == 30.0
+            await switched(fl, "A", "maintenance", window=Window(None, at(clock, 4)))
+            assert member._next_wait() == pytest.approx(4.0)
+
+        run(scenario)
