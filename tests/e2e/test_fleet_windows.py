@@ -24,10 +24,15 @@ def test_a_two_second_window_asked_of_one_instance_ends_by_itself_on_every_insta
         one = a.post("/server/mode", json={"mode": "maintenance", "until": "2s", "instance": "B"})
         assert one.status_code == 400 and one.json()["code"] == 4020, one.text
         assert "the fleet's" in one.json()["description"] and state_of(b) == "production"
-        asked = a.post("/server/mode", json={"mode": "maintenance", "until": "2s"})
+        asked = a.post(
+            "/server/mode", json={"mode": "maintenance", "until": "2s", "reason": "disk swap"}
+        )
         assert asked.status_code == 200, asked.text
         began = time.monotonic()
         until(lambda: state_of(b) == "maintenance", what="B in maintenance")
+        page = b.get(f"{PROFILE}?delay=0", headers={"Accept": "text/html"})
+        assert page.status_code == 503  # B's page tells the fleet's reason and window's end
+        assert "disk swap" in page.text and "The maintenance window ends at" in page.text
         status = b.status()
         assert status["window"]["until"] is not None
         assert_documented(b.get("/server/status"), "/server/status", "GET")
