@@ -155,6 +155,8 @@ def build_service(
     controller = build_controller(settings, policy, feed)
     monitor = monitor_for(controller, feed)
     if webhooks is not None:
+        if isinstance(controller, FleetController):
+            webhooks.instance = controller.instance
         controller.subscribe(webhooks, timeout=webhooks.budget)
     if app is None:
         # The demo reports the state each request saw while it ran, read from the controller.

@@ -8,7 +8,9 @@ body and these headers:
   the record came from this service, and checks the timestamp to refuse replays;
 - ``Servermode-Timestamp``: seconds since the epoch when it was signed;
 - ``Servermode-Delivery``: one id per record and URL, the same across retries (deduplicate
-  on it); ``Servermode-Event: mode_transition``.
+  on it); ``Servermode-Event: mode_transition``;
+- ``Servermode-Instance``: in fleet mode, the instance whose record it is (each instance of a
+  fleet sends its own record of a fleet switch; their ``fleet.epoch`` is the same).
 
 A delivery that fails (no connection, a timeout, an answer other than 2xx) is retried with
 exponential backoff, up to ``attempts`` times, then logged as undelivered. Nothing here blocks
@@ -37,6 +39,7 @@ __all__ = ["SIGNATURE_HEADER", "Webhooks", "parse_urls", "sign"]
 
 SIGNATURE_HEADER = "Servermode-Signature"
 TIMESTAMP_HEADER = "Servermode-Timestamp"
+INSTANCE_HEADER = "Servermode-Instance"
 MIN_SECRET = 16
 
 _log = structlog.get_logger("servermode.webhooks")
@@ -73,6 +76,7 @@ class Webhooks:
         attempts: tries per record and URL (the first included).
         backoff: seconds before the first retry; doubled before each next one.
         timeout: seconds one attempt may take.
+        instance: the instance of a fleet that sends (its ``Servermode-Instance`` header).
     """
 
     def __init__(
@@ -84,8 +88,10 @@ class Webhooks:
         backoff: float = 0.5,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        instance: str | None = None,
     ) -> None:
         self.urls = parse_urls(list(urls))
+        self.instance = instance
         if len(secret) < MIN_SECRET or secret != secret.strip():
             raise ValueError(
                 f"the webhook secret must have at least {MIN_SECRET} characters, without "
@@ -151,6 +157,7 @@ class Webhooks:
                 "Servermode-Delivery": delivery,
                 TIMESTAMP_HEADER: timestamp,
                 SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+                **({INSTANCE_HEADER: self.instance} if self.instance is not None else {}),
             },
         )
         try:

@@ -1,14 +1,17 @@
-"""Issue 12 in fleet mode, end to end: a maintenance window and the lame duck are the fleet's.
+"""Issue 12 in fleet mode, end to end: a maintenance window and the lame duck are the fleet's;
+dry runs and webhooks see the fleet.
 Real `servermode serve --fleet` processes on a real redis-server of the test's own."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from tests.adapters.helpers import assert_documented
 
 from .fleet import Background, Instance, add_instance, fleet_of, until
 from .test_fleet import PROFILE, fleet_records, state_of
+from .test_webhooks import SECRET, Receiver, verified
 
 
 def mode(instance: Instance) -> str:
@@ -21,10 +24,15 @@ def test_a_two_second_window_asked_of_one_instance_ends_by_itself_on_every_insta
         one = a.post("/server/mode", json={"mode": "maintenance", "until": "2s", "instance": "B"})
         assert one.status_code == 400 and one.json()["code"] == 4020, one.text
         assert "the fleet's" in one.json()["description"] and state_of(b) == "production"
-        asked = a.post("/server/mode", json={"mode": "maintenance", "until": "2s"})
+        asked = a.post(
+            "/server/mode", json={"mode": "maintenance", "until": "2s", "reason": "disk swap"}
+        )
         assert asked.status_code == 200, asked.text
         began = time.monotonic()
         until(lambda: state_of(b) == "maintenance", what="B in maintenance")
+        page = b.get(f"{PROFILE}?delay=0", headers={"Accept": "text/html"})
+        assert page.status_code == 503  # B's page tells the fleet's reason and window's end
+        assert "disk swap" in page.text and "The maintenance window ends at" in page.text
         status = b.status()
         assert status["window"]["until"] is not None
         assert_documented(b.get("/server/status"), "/server/status", "GET")
@@ -95,3 +103,20 @@ def test_a_dry_run_on_one_instance_counts_the_requests_in_flight_on_the_others()
         assert plan["wait_for"]["profile"] == 1  # B's, seen from A (A runs none)
         assert all(mode(i) == "production" for i in fleet.values())
         assert slow.join().status_code == 200
+
+
+def test_each_instance_sends_its_record_of_a_fleet_switch_to_the_webhook() -> None:
+    with (
+        Receiver().running() as receiver,
+        fleet_of("A", "B", SERVERMODE_WEBHOOKS=receiver.url, SERVERMODE_WEBHOOK_SECRET=SECRET) as (
+            _,
+            fleet,
+        ),
+    ):
+        assert fleet["A"].switch("maintenance").status_code == 200
+        receiver.wait_for(2)
+        by_instance = {headers["Servermode-Instance"]: body for headers, body in receiver.received}
+        assert sorted(by_instance) == ["A", "B"]
+        assert all(verified(h, b) for h, b in receiver.received)
+        epochs = {json.loads(body)["fleet"]["epoch"] for body in by_instance.values()}
+        assert len(epochs) == 1  # one fleet switch, told by each instance
