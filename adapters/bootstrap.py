@@ -173,7 +173,9 @@ def build_service(
         body_timeout=settings.body_timeout,
         bypass=bypass,
     )
-    # In a fleet, the bypass is the fleet's: published at start, then followed.
+    # In a fleet, the bypass is the fleet's: published at start, then followed (so the gate
+    # keeps it even while it lets no one through). Alone, an empty one is not asked at all.
+    in_fleet = isinstance(controller, FleetController)
     companions = (
         [fleet_bypass(bypass, controller)] if isinstance(controller, FleetController) else []
     )
@@ -183,7 +185,7 @@ def build_service(
         rules,
         stats,
         page=page,
-        bypass=bypass,
+        bypass=bypass if in_fleet or bypass.enabled else None,
         companions=companions,
     )
     if access_log is not None:
