@@ -9,7 +9,12 @@ brings the local side in line with it:
 - the local drain ended (drained, or its deadline passed): report it for that epoch;
 - every live instance reported, or the deadline passed: complete the switch by a
   compare-and-set to the next epoch (any instance may; exactly one wins), with the record;
-- a steady state: settle the local side in it (saved, then admitted under, then audited).
+- a steady state: settle the local side in it (saved, then admitted under, then audited);
+- a steady state whose maintenance window's time has come: start the switch it asks for
+  (a compare-and-set, as any switch: of the instances that see it due, one starts it).
+
+A drain with a lame duck begins locally at its ``lame_duck_until`` (until then the gate
+admits and readiness fails), and after the application's before-drain hooks have run.
 
 Rounds run every ``period`` seconds and whenever the engine or the local drain wakes the
 member. Admission never waits for any of this: the gate is local.
