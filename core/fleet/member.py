@@ -258,22 +258,32 @@ class FleetMember:
                 _log.exception("fleet_round_failed", instance=self.instance)
 
     def _next_wait(self) -> float:
-        # Wake at a drain's deadline (or its lame duck's end) rather than up to a period after.
+        wake = self._next_moment()
+        if wake is None:
+            return self.period
+        left = wake - self.clock()
+        if left <= 0 and self.lost is not None:
+            # The round at that moment could not reach the engine: try again a period later,
+            # not at once in a loop that spins on a moment already past.
+            return self.period
+        return max(0.0, min(self.period, left))
+
+    def _next_moment(self) -> float | None:
+        """When the next round must run, if sooner than a period: a drain's deadline (or its
+        lame duck's end), a catch-up's deadline, or the fleet's window's next time (a period
+        may be long: --fleet-period)."""
         following, catching = self._following, self._catching
         if following is not None and following.report is None:
             fleet = following.fleet
             wake = fleet.deadline or 0.0
             if following.drain is None and fleet.lame_duck_until is not None:
                 wake = min(wake, fleet.lame_duck_until)
-            return max(0.0, min(self.period, wake - self.clock()))
+            return wake
         if catching is not None:
-            return max(0.0, min(self.period, catching.deadline - self.clock()))
-        # And at the fleet's window's next time (a period may be long: --fleet-period).
+            return catching.deadline
         known = self.known
         moment = known.window.next_event() if known is not None and known.window else None
-        if moment is not None:
-            return max(0.0, min(self.period, moment.timestamp() - self.clock()))
-        return self.period
+        return moment.timestamp() if moment is not None else None
 
     async def stop(self) -> None:
         """Stop the rounds and leave the fleet (the barrier stops waiting for this instance)."""

@@ -1,0 +1,81 @@
+"""Issue 12 in a fleet, under attack: races between a window's switch and an operator, a lame
+duck with the engine lost, and a member's loop while its rounds cannot reach the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+from servermode.core import Mode, Outcome, Refused, State
+from servermode.core.fleet import FleetState, InMemoryFleetEngine
+from servermode.core.window import Window
+
+from .helpers import PERIOD, Clock, Instance, fleet, mode_of, rounds, settle_tasks
+
+T = TypeVar("T")
+P, M = State.PRODUCTION, State.MAINTENANCE
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(scenario())  # type: ignore[arg-type]
+
+
+def at(clock: Clock, seconds: float) -> datetime:
+    return datetime.fromtimestamp(clock.now + seconds, UTC)
+
+
+async def switched(fl: dict[str, Instance], name: str, mode: str, **kw: Any) -> Any:
+    task = asyncio.create_task(fl[name].member.switch(mode, **kw))
+    for _ in range(10):
+        await settle_tasks()
+        if task.done():
+            break
+        await rounds(fl.values())
+    record = await task
+    await rounds(fl.values())
+    return record
+
+
+class TestLoopWithTheEngineLost:
+    """A round that cannot reach the engine leaves a moment it was to act on behind it: the
+    loop must wait a period before the next try, not spin on a moment already past."""
+
+    def test_a_window_due_while_lost_waits_a_period_between_tries(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("A", engine, clock)
+            member = fl["A"].member
+            await switched(fl, "A", "maintenance", window=Window(None, at(clock, 10)))
+            engine.available = False
+            clock.advance(11)
+            await rounds(fl.values())
+            assert member.lost is not None
+            assert member._next_wait() == PERIOD
+
+        run(scenario)
+
+    def test_a_drain_deadline_passed_while_lost_waits_a_period_between_tries(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock)
+            held = fl["B"].gate.admit("profile")
+            switch = asyncio.create_task(fl["A"].member.switch(Mode.MAINTENANCE))
+            await settle_tasks()
+            await rounds(fl.values())
+            engine.available = False
+            clock.advance(11)  # past the deadline, with nothing reported
+            await rounds(fl.values())
+            for instance in fl.values():
+                assert instance.member.lost is not None
+                assert instance.member._next_wait() == PERIOD
+            engine.available = True
+            held.release()
+            await rounds(fl.values(), 3)
+            await switch
+
+        run(scenario)
