@@ -326,6 +326,12 @@ class FleetMember:
                         await self._complete_if_due(fleet, full=True)
             except FleetEngineUnavailable as exc:
                 self._lose(exc.reason)
+                following = self._following
+                if following is not None:
+                    # The drain it follows begins at its lame duck's end without the engine
+                    # too: every other instance drains then, and one that goes on admitting
+                    # would do so in a mode the fleet may have left.
+                    await self._begin_drain(following)
 
     def _reached(self) -> None:
         if self.lost is not None:

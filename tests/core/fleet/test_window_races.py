@@ -39,6 +39,35 @@ async def switched(fl: dict[str, Instance], name: str, mode: str, **kw: Any) -> 
     return record
 
 
+class TestLameDuckWithTheEngineLost:
+    def test_an_instance_that_lost_the_engine_in_the_lame_duck_drains_at_its_end(self) -> None:
+        """Every instance that reaches the engine drains once the lame duck is over; one that
+        lost it must not go on admitting what the fleet is leaving (it would, forever, once
+        the fleet completes without it)."""
+
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock, lame_duck=5.0)
+            switch = asyncio.create_task(fl["A"].member.switch("maintenance"))
+            await settle_tasks()
+            await rounds(fl.values())
+            assert fl["B"].member.in_lame_duck()
+            engine.available = False
+            clock.advance(5)
+            await rounds(fl.values(), 2)
+            for instance in fl.values():
+                assert instance.state is State.DRAINING_TO_MAINTENANCE
+                with pytest.raises(Refused):
+                    instance.gate.admit("profile")
+            engine.available = True
+            await rounds(fl.values(), 3)
+            await switch
+            assert mode_of(fl.values()) == {M}
+
+        run(scenario)
+
+
 class TestLoopWithTheEngineLost:
     """A round that cannot reach the engine leaves a moment it was to act on behind it: the
     loop must wait a period before the next try, not spin on a moment already past."""
