@@ -933,18 +933,23 @@ class FleetMember:
         """
         async with self._lock:
             try:
-                fleet = await self._load_reached()
-                await self._follow(fleet)
-                following = self._following
-                if not fleet.is_draining or following is None:
+                for _ in range(_CHANGE_ATTEMPTS):
+                    fleet = await self._load_reached()
+                    await self._follow(fleet)
+                    following = self._following
+                    if fleet.is_draining and following is not None:
+                        break  # a switch under way: cancel it
                     # Without a switch under way, a cancel ends the fleet's window, if any.
                     if fleet.is_draining or fleet.window is None:
                         return None
-                    if not await self._set_window(fleet, None, actor=actor, reason=reason):
-                        return None  # another change came first: it decided the window
-                    return await self._note(
-                        Mode.MAINTENANCE, Outcome.CANCELLED, actor=actor, reason=reason
-                    )
+                    if await self._set_window(fleet, None, actor=actor, reason=reason):
+                        return await self._note(
+                            Mode.MAINTENANCE, Outcome.CANCELLED, actor=actor, reason=reason
+                        )
+                    # Another change came first (the window's own switch, as a rule, started
+                    # at its time by another instance): look again, and cancel that.
+                else:
+                    return None
                 waiter: asyncio.Future[TransitionRecord] = (
                     asyncio.get_running_loop().create_future()
                 )

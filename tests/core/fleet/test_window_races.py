@@ -39,6 +39,50 @@ async def switched(fl: dict[str, Instance], name: str, mode: str, **kw: Any) -> 
     return record
 
 
+class TestCancelRacingTheWindow:
+    def test_a_cancel_that_loses_to_the_windows_start_cancels_the_switch_it_started(
+        self,
+    ) -> None:
+        """The operator cancels a window just as its time comes; another instance starts the
+        window's switch first. The cancel must not answer "nothing to cancel" and let the
+        fleet go into maintenance: it cancels the switch that won."""
+
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock)
+            await switched(fl, "A", "maintenance", window=Window(at(clock, 5), None))
+            clock.advance(5)
+            cas = engine.compare_and_set
+            raced = False
+
+            async def window_starts_first(
+                expected: int | None, state: FleetState, record: Any = None
+            ) -> bool:
+                nonlocal raced
+                if not raced:  # B's cancel is about to write: A's round gets there first
+                    raced = True
+                    await fl["A"].member.sync()
+                return await cas(expected, state, record)
+
+            engine.compare_and_set = window_starts_first  # type: ignore[method-assign]
+            cancel = asyncio.create_task(fl["B"].member.cancel(actor="ops"))
+            for _ in range(10):
+                await settle_tasks()
+                if cancel.done():
+                    break
+                await rounds(fl.values())
+            ended = await cancel
+            assert raced
+            assert ended is not None and ended.outcome is Outcome.CANCELLED
+            await rounds(fl.values(), 3)
+            assert mode_of(fl.values()) == {P}
+            state = await engine.load()
+            assert state is not None and not state.is_draining and state.window is None
+
+        run(scenario)
+
+
 class TestLameDuckWithTheEngineLost:
     def test_an_instance_that_lost_the_engine_in_the_lame_duck_drains_at_its_end(self) -> None:
         """Every instance that reaches the engine drains once the lame duck is over; one that
