@@ -38,6 +38,7 @@ from typing import Any
 
 import structlog
 
+from ..controller import WINDOW_RETRY
 from ..errors import ModeChangeCancelled, ModeChangeRolledBack, SwitchInProgress
 from ..machine import TimeoutPolicy, Trigger
 from ..modes import Mode, State, parse_mode
@@ -282,8 +283,19 @@ class FleetMember:
         if catching is not None:
             return catching.deadline
         known = self.known
-        moment = known.window.next_event() if known is not None and known.window else None
-        return moment.timestamp() if moment is not None else None
+        return self._window_moment(known) if known is not None else None
+
+    @staticmethod
+    def _window_moment(fleet: FleetState) -> float | None:
+        """When the switch the fleet's window asks for may be made next: at its next time, but
+        not sooner than a pause after a switch rolled back (as alone: WINDOW_RETRY), so that
+        a window's switch that keeps timing out leaves the fleet admitting in between."""
+        moment = fleet.window.next_event() if fleet.window is not None else None
+        if moment is None:
+            return None
+        if fleet.outcome is FleetOutcome.ROLLED_BACK:
+            return max(moment.timestamp(), fleet.since + WINDOW_RETRY)
+        return moment.timestamp()
 
     async def stop(self) -> None:
         """Stop the rounds and leave the fleet (the barrier stops waiting for this instance)."""
@@ -1053,6 +1065,9 @@ class FleetMember:
     async def _window_due(self, fleet: FleetState) -> None:
         """Make the switch the fleet's window asks for once its time has come (any instance
         may; the compare-and-set lets one do it), as actor ``schedule``."""
+        moment = self._window_moment(fleet)
+        if moment is None or self.clock() < moment:
+            return
         event = due_event(fleet.window, datetime.fromtimestamp(self.clock(), UTC))
         if event is None:
             return

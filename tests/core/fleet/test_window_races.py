@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 from servermode.core import Mode, Outcome, Refused, State
+from servermode.core.controller import WINDOW_RETRY
 from servermode.core.fleet import FleetState, InMemoryFleetEngine
 from servermode.core.window import Window
 
@@ -150,5 +151,38 @@ class TestLoopWithTheEngineLost:
             held.release()
             await rounds(fl.values(), 3)
             await switch
+
+        run(scenario)
+
+
+class TestRollbackWithAWindow:
+    def test_a_windows_switch_rolled_back_is_tried_again_after_a_pause_not_at_once(
+        self,
+    ) -> None:
+        """As alone (WINDOW_RETRY): the window's switch rolled back leaves the fleet in the
+        mode it was in for a few seconds before the next try; trying again in the very next
+        round would keep every instance draining (refusing) back to back."""
+
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock, timeout_policy="rollback")
+            await switched(fl, "A", "maintenance", window=Window(at(clock, 5), at(clock, 600)))
+            held = fl["B"].gate.admit("profile")  # never finishes
+            clock.advance(5)
+            await rounds(fl.values(), 2)
+            assert mode_of(fl.values()) == {State.DRAINING_TO_MAINTENANCE}
+            clock.advance(11)  # past the deadline: rolled back
+            await rounds(fl.values(), 3)
+            state = await engine.load()
+            assert state is not None and not state.is_draining and state.mode is Mode.PRODUCTION
+            assert mode_of(fl.values()) == {P}
+            fl["A"].gate.admit("profile").release()  # production again, for a while
+            assert all(i.member._next_wait() > 0 for i in fl.values())
+            clock.advance(WINDOW_RETRY)
+            await rounds(fl.values(), 2)
+            state = await engine.load()
+            assert state is not None and state.is_draining  # the window tries again
+            held.release()
 
         run(scenario)
