@@ -277,7 +277,9 @@ class FleetMember:
         if following is not None and following.report is None:
             fleet = following.fleet
             wake = fleet.deadline or 0.0
-            if following.drain is None and fleet.lame_duck_until is not None:
+            # Once the hooks run (the lame duck is over), their end wakes the member.
+            lame_duck = following.drain is None and following.preparing is None
+            if lame_duck and fleet.lame_duck_until is not None:
                 wake = min(wake, fleet.lame_duck_until)
             return wake
         if catching is not None:

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import pytest
 from servermode.core import Mode, Outcome, Refused, State
 from servermode.core.controller import WINDOW_RETRY
-from servermode.core.fleet import FleetState, InMemoryFleetEngine
+from servermode.core.fleet import FleetState, GateNode, InMemoryFleetEngine
+from servermode.core.hooks import Hooks
 from servermode.core.window import Window
 
 from .helpers import PERIOD, Clock, Instance, fleet, mode_of, rounds, settle_tasks
@@ -184,5 +185,40 @@ class TestRollbackWithAWindow:
             state = await engine.load()
             assert state is not None and state.is_draining  # the window tries again
             held.release()
+
+        run(scenario)
+
+
+class TestHooksAfterTheLameDuck:
+    def test_the_loop_waits_while_before_drain_hooks_run_past_the_lame_duck(self) -> None:
+        """After the lame duck, the drain waits for the before-drain hooks (their end wakes
+        the member): the loop must not spin on the lame duck's end, now past."""
+
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            hooks = Hooks()
+            release = asyncio.Event()
+
+            async def before(target: Mode) -> None:
+                await release.wait()  # stops consumers: takes a while
+
+            hooks.before_drain(before)
+            a = Instance("A", engine, clock, lame_duck=5.0)
+            a.node = GateNode(a.gate, a.store, hooks=hooks, clock=clock)
+            a.member.node = a.node
+            await a.member.start()
+            switch = asyncio.create_task(a.member.switch("maintenance"))
+            await settle_tasks()
+            await rounds([a])
+            clock.advance(5)  # the lame duck is over: the hooks begin
+            await rounds([a])
+            assert a.state is P and a.member.lost is None
+            assert a.member._next_wait() == PERIOD
+            release.set()
+            await settle_tasks()
+            await rounds([a], 3)
+            await switch
+            assert a.state is M
 
         run(scenario)
