@@ -953,6 +953,11 @@ class FleetMember:
                     following = self._following
                     if fleet.is_draining and following is not None:
                         break  # a switch under way: cancel it
+                    if fleet.is_draining:  # out of the fleet: no drain of its own to wait for
+                        ended = await self._cancel_from_out(fleet, actor=actor, reason=reason)
+                        if ended is not None:
+                            return ended
+                        continue  # it ended first: look again
                     # Without a switch under way, a cancel ends the fleet's window, if any.
                     if fleet.is_draining or fleet.window is None:
                         return None
@@ -984,6 +989,21 @@ class FleetMember:
         if not waiter.done():  # the end is not read yet: it will be at the next round
             self._wake.set()
         return await waiter
+
+    async def _cancel_from_out(
+        self, fleet: FleetState, *, actor: str | None, reason: str | None
+    ) -> TransitionRecord | None:
+        """Cancel the fleet's switch from an instance out of the fleet (it follows no drain,
+        but may stop the fleet's as any instance may); None if the switch ended first."""
+        steady, record = cancellation(
+            fleet, now=self.clock(), cancelled_by=self.instance, actor=actor, reason=reason
+        )
+        if not await self.engine.compare_and_set(fleet.epoch, steady, record):
+            return None
+        _log.info("fleet_switch_cancelled", instance=self.instance, epoch=fleet.epoch)
+        await self._follow(steady, record)
+        assert fleet.target is not None
+        return await self._note(fleet.target, Outcome.CANCELLED, actor=actor, reason=reason)
 
     def _draining_state(self, fleet: FleetState | None) -> State:
         if fleet is not None and fleet.is_draining:

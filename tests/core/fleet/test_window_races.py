@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
-from servermode.core import Mode, Outcome, Refused, State
+from servermode.core import Mode, ModeChangeCancelled, Outcome, Refused, State
 from servermode.core.controller import WINDOW_RETRY
 from servermode.core.fleet import FleetState, GateNode, InMemoryFleetEngine
 from servermode.core.hooks import Hooks
@@ -220,5 +220,33 @@ class TestHooksAfterTheLameDuck:
             await rounds([a], 3)
             await switch
             assert a.state is M
+
+        run(scenario)
+
+
+class TestCancelFromAnInstanceOut:
+    def test_an_instance_out_of_the_fleet_cancels_the_fleets_switch(self) -> None:
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("AB", engine, clock)
+            out = asyncio.create_task(fl["A"].member.switch_instance("B", "maintenance"))
+            await settle_tasks()
+            await rounds(fl.values(), 2)
+            await asyncio.wait_for(out, 5)
+            held = fl["A"].gate.admit("profile")  # holds the fleet's switch
+            switch = asyncio.create_task(fl["A"].member.switch("maintenance"))
+            await settle_tasks()
+            await rounds(fl.values())
+            ended = await fl["B"].member.cancel(actor="ops", reason="not now")
+            assert ended is not None and ended.outcome is Outcome.CANCELLED
+            assert ended.actor == "ops" and fl["B"].state is State.MAINTENANCE  # still out
+            await rounds(fl.values(), 2)
+            with pytest.raises(ModeChangeCancelled):
+                await switch
+            state = await engine.load()
+            assert state is not None and state.state is State.PRODUCTION
+            assert fl["A"].state is State.PRODUCTION
+            held.release()
 
         run(scenario)
