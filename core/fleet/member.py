@@ -205,6 +205,7 @@ class FleetMember:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._rounds = 0
+        self._round_failed = False  # the last round raised (other than a lost engine)
 
     @property
     def since(self) -> float:
@@ -255,17 +256,20 @@ class FleetMember:
             self._wake.clear()
             try:
                 await self.sync()
+                self._round_failed = False
             except Exception:  # a round must never end the loop; the next one retries
                 _log.exception("fleet_round_failed", instance=self.instance)
+                self._round_failed = True
 
     def _next_wait(self) -> float:
         wake = self._next_moment()
         if wake is None:
             return self.period
         left = wake - self.clock()
-        if left <= 0 and self.lost is not None:
-            # The round at that moment could not reach the engine: try again a period later,
-            # not at once in a loop that spins on a moment already past.
+        if left <= 0 and (self.lost is not None or self._round_failed):
+            # The round at that moment could not reach the engine (or failed otherwise: the
+            # local store down): try again a period later, not at once in a loop that spins
+            # on a moment already past.
             return self.period
         return max(0.0, min(self.period, left))
 

@@ -250,3 +250,31 @@ class TestCancelFromAnInstanceOut:
             held.release()
 
         run(scenario)
+
+
+class TestLoopWithARoundThatFails:
+    def test_a_round_that_raises_is_tried_again_a_period_later_not_at_once(self) -> None:
+        """A round can fail for other reasons than the engine (the local store down while it
+        settles): the loop must not spin on a moment already past."""
+
+        async def scenario() -> None:
+            clock = Clock()
+            engine = InMemoryFleetEngine(clock)
+            fl = await fleet("A", engine, clock, period=0.5, heartbeat_ttl=2.0)
+            member = fl["A"].member
+            await switched(fl, "A", "maintenance", window=Window(None, at(clock, 10)))
+            clock.advance(11)  # the window's end is past: a round is due at once
+            calls = 0
+
+            async def failing() -> None:
+                nonlocal calls
+                calls += 1
+                raise RuntimeError("the local store is down")
+
+            member.sync = failing  # type: ignore[method-assign]
+            member.run_in_background()
+            await asyncio.sleep(0.3)  # real time: under one period
+            assert calls == 1
+            await member.stop()
+
+        run(scenario)
