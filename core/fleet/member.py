@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +91,9 @@ _NOTED_TRIGGER: dict[Outcome, Callable[[Mode], str | None]] = {
     Outcome.SCHEDULED: lambda target: None,
     Outcome.CANCELLED: lambda target: Trigger.CANCEL.value,
 }
+
+#: The fleet outcomes that end a switch (a fleet record of one of them tells a switch).
+_SWITCH_ENDS = frozenset(_LOCAL_OUTCOME) | {FleetOutcome.INITIALIZED}
 
 #: How many times a change asked for looks again when another change came first.
 _CHANGE_ATTEMPTS = 3
@@ -539,9 +542,24 @@ class FleetMember:
         if not drained and self.clock() < catching.deadline:
             return  # the next round looks again (the drain's end wakes it)
         self._catching = None
-        await self.node.settle(target, self._local_record(catching, target, fleet, out))
+        record = self._local_record(catching, target, fleet, out)
+        if out is None and target is fleet.state:  # the fleet's state: say which switch led to it
+            record = replace(record, fleet=await self._switch_record_to(target))
+        await self.node.settle(target, record)
         self._since = self.clock()
         self._back_in = None
+
+    async def _switch_record_to(self, state: State) -> dict[str, Any]:
+        """The fleet record of the newest switch that ended in ``state`` (the one a catch-up
+        follows, once the engine is back or on joining), as a dict; empty when the log cannot
+        be read or no longer holds it. Catch-ups are rare: one read of the newest records."""
+        try:
+            for kept in await self.engine.records(_RECORDS_LOOKED_BACK):
+                if kept.to_state is state and kept.outcome in _SWITCH_ENDS:
+                    return kept.to_dict()
+        except FleetEngineUnavailable as exc:
+            self._lose(exc.reason)
+        return {}
 
     def _local_record(
         self, catching: _CatchingUp, target: State, fleet: FleetState, out: InstanceOut | None

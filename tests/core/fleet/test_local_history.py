@@ -4,6 +4,7 @@ part in (issue 11): the same record as the engine's log, with each instance's ou
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from servermode.core import Outcome, State, TransitionRecord
@@ -118,3 +119,56 @@ def test_a_drain_settled_after_later_switches_still_finds_its_fleet_record() -> 
         assert local.fleet["instances"]["A"] == "drained"
 
     asyncio.run(scenario())
+
+
+def test_a_catch_up_after_a_missed_switch_carries_the_fleet_record_of_that_switch() -> None:
+    """A cannot reach the engine while the fleet switches without it; when the engine is back,
+    A catches up (drains, then settles ``recovered``) and its record names the switch."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        engine = InMemoryFleetEngine(clock)
+        fl = await fleet("AB", engine, clock)
+        a, b = fl["A"], fl["B"]
+        a_engine_down = _Unreachable(engine)
+        a.member.engine = a_engine_down  # type: ignore[assignment]
+        await rounds([a])  # A loses the engine, steady in production
+        clock.advance(TTL + 0.1)  # and leaves the barrier
+        switch = asyncio.create_task(b.member.switch("maintenance", reason="upgrade"))
+        await settle_tasks()
+        await rounds([b], 3)
+        await switch
+        a_engine_down.down = False
+        await rounds([a], 2)
+        assert a.state is M
+        local = latest(a.store.history())
+        assert local.outcome is Outcome.RECOVERED
+        (switched,) = [r for r in await engine.records() if r.to_state is M]
+        assert local.fleet == switched.to_dict()
+        assert local.fleet["reason"] == "upgrade" and "A" not in local.fleet["instances"]
+        # One that joins now follows the fleet's state the same way, and says so too.
+        late = (await fleet("C", engine, clock))["C"]
+        assert latest(late.store.history()).fleet == switched.to_dict()
+
+    asyncio.run(scenario())
+
+
+class _Unreachable:
+    """An engine proxy that is down until told otherwise (the engine itself stays up for
+    the others)."""
+
+    def __init__(self, engine: InMemoryFleetEngine) -> None:
+        self._engine = engine
+        self.down = True
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._engine, name)
+        if not callable(attribute) or name == "subscribe":
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise FleetEngineUnavailable("connection refused")
+            return await attribute(*args, **kwargs)
+
+        return call
