@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from servermode.core import CONTEXT_SERVICES, Gate, InMemoryStore, Mode, State
@@ -80,3 +81,21 @@ def mode_of(instances: Iterable[Instance]) -> set[State]:
 
 
 __all__ = ["PERIOD", "TIMEOUT", "TTL", "Clock", "Instance", "Mode", "fleet", "mode_of", "rounds"]
+
+
+def at(clock: Clock, seconds: float) -> datetime:
+    """The instant ``seconds`` after the clock's now, as a window time."""
+    return datetime.fromtimestamp(clock.now + seconds, UTC)
+
+
+async def switched(fl: dict[str, Instance], name: str, mode: str, **kw: Any) -> Any:
+    """Ask ``name`` for a switch and run the fleet's rounds until it answers."""
+    task = asyncio.create_task(fl[name].member.switch(mode, **kw))
+    for _ in range(10):
+        await settle_tasks()
+        if task.done():
+            break
+        await rounds(fl.values())
+    record = await task
+    await rounds(fl.values())  # the others read the end
+    return record

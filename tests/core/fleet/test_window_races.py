@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
@@ -15,7 +14,7 @@ from servermode.core.fleet import FleetState, GateNode, InMemoryFleetEngine
 from servermode.core.hooks import Hooks
 from servermode.core.window import Window
 
-from .helpers import PERIOD, Clock, Instance, fleet, mode_of, rounds, settle_tasks
+from .helpers import PERIOD, Clock, Instance, at, fleet, mode_of, rounds, settle_tasks, switched
 
 T = TypeVar("T")
 P, M = State.PRODUCTION, State.MAINTENANCE
@@ -23,22 +22,6 @@ P, M = State.PRODUCTION, State.MAINTENANCE
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(scenario())  # type: ignore[arg-type]
-
-
-def at(clock: Clock, seconds: float) -> datetime:
-    return datetime.fromtimestamp(clock.now + seconds, UTC)
-
-
-async def switched(fl: dict[str, Instance], name: str, mode: str, **kw: Any) -> Any:
-    task = asyncio.create_task(fl[name].member.switch(mode, **kw))
-    for _ in range(10):
-        await settle_tasks()
-        if task.done():
-            break
-        await rounds(fl.values())
-    record = await task
-    await rounds(fl.values())
-    return record
 
 
 class TestCancelRacingTheWindow:

@@ -15,7 +15,7 @@ from servermode.core.fleet import FleetController, FleetOutcome, GateNode, InMem
 from servermode.core.hooks import Hooks
 from servermode.core.window import Window
 
-from .helpers import Clock, Instance, fleet, mode_of, rounds, settle_tasks
+from .helpers import Clock, Instance, at, fleet, mode_of, rounds, settle_tasks, switched
 
 T = TypeVar("T")
 P, M = State.PRODUCTION, State.MAINTENANCE
@@ -23,24 +23,6 @@ P, M = State.PRODUCTION, State.MAINTENANCE
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(scenario())  # type: ignore[arg-type]
-
-
-def at(clock: Clock, seconds: float) -> datetime:
-    """The instant ``seconds`` after the clock's now, as a window time."""
-    return datetime.fromtimestamp(clock.now + seconds, UTC)
-
-
-async def switched(fl: dict[str, Instance], name: str, mode: str, **kw: Any) -> Any:
-    """Ask ``name`` for a switch and run the fleet's rounds until it answers."""
-    task = asyncio.create_task(fl[name].member.switch(mode, **kw))
-    for _ in range(10):
-        await settle_tasks()
-        if task.done():
-            break
-        await rounds(fl.values())
-    record = await task
-    await rounds(fl.values())  # the others read the end
-    return record
 
 
 async def fleet_records(engine: InMemoryFleetEngine) -> list[tuple[FleetOutcome, str | None]]:
