@@ -306,17 +306,23 @@ class ModeController:
     def dry_run(self, mode: Mode | str) -> DryRun:
         """What a switch to ``mode`` would do now (:mod:`.dryrun`); nothing changes."""
         target = parse_mode(mode)
+        state, switching, in_flight = self._dry_run_facts()
         return plan_dry_run(
-            state=self.state,
+            state=state,
             target=target,
-            switching=self._drain is not None,
+            switching=switching,
             policy=self.policy,
-            in_flight=self.gate.in_flight(),
+            in_flight=in_flight,
             rates=self.rates.rates(),
             drain_timeout=self.drain_timeout,
             timeout_policy=self.timeout_policy,
             lame_duck=self._lame_duck_to(target),
         )
+
+    def _dry_run_facts(self) -> tuple[State, bool, dict[str, int]]:
+        """What a dry run plans from: the state, whether a switch is under way, the counted
+        requests in flight per category."""
+        return self.state, self._drain is not None, self.gate.in_flight()
 
     def _lame_duck_to(self, target: Mode) -> float:
         return self.lame_duck if target is Mode.MAINTENANCE else 0.0

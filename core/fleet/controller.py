@@ -18,10 +18,9 @@ from typing import Any
 
 from ..audit import AuditLog
 from ..controller import DrainListener, ModeController, ModeStatus
-from ..dryrun import DryRun, plan_dry_run
 from ..hooks import Hooks
 from ..machine import TimeoutPolicy
-from ..modes import Mode, parse_mode
+from ..modes import Mode, State, parse_mode
 from ..policy import CONTEXT_SERVICES, AdmissionPolicy
 from ..records import TransitionRecord, utc_now
 from ..store import Store
@@ -190,28 +189,19 @@ class FleetController(ModeController):
         known = self.fleet.known
         return known.reason if known is not None and self.fleet.out is None else None
 
-    def dry_run(self, mode: Mode | str) -> DryRun:
-        """What a fleet switch to ``mode`` would do now: the fleet's state, and the requests
-        in flight summed over the live instances as last read (their heartbeats); the
-        request rates are this instance's."""
-        target = parse_mode(mode)
+    def _dry_run_facts(self) -> tuple[State, bool, dict[str, int]]:
+        """A dry run plans a fleet switch: the fleet's state, and the requests in flight summed
+        over the live instances as last read (their heartbeats; the rates stay this
+        instance's)."""
         known = self.fleet.known
+        if known is None:
+            return super()._dry_run_facts()
         in_flight: Counter[str] = Counter()
         for beat in self.fleet.members:
             in_flight.update(beat.in_flight)
-        if not self.fleet.members:
+        if not self.fleet.members:  # not read yet: this instance's own
             in_flight.update(self.gate.in_flight())
-        return plan_dry_run(
-            state=known.state if known is not None else self.state,
-            target=target,
-            switching=known is not None and known.is_draining,
-            policy=self.policy,
-            in_flight=dict(in_flight),
-            rates=self.rates.rates(),
-            drain_timeout=self.drain_timeout,
-            timeout_policy=self.timeout_policy,
-            lame_duck=self._lame_duck_to(target),
-        )
+        return known.state, known.is_draining, dict(in_flight)
 
     def status(self) -> ModeStatus:
         base = super().status()
