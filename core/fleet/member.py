@@ -553,13 +553,25 @@ class FleetMember:
         """The fleet record of the newest switch that ended in ``state`` (the one a catch-up
         follows, once the engine is back or on joining), as a dict; empty when the log cannot
         be read or no longer holds it. Catch-ups are rare: one read of the newest records."""
+        kept = await self._newest_record(
+            lambda r: r.to_state is state and r.outcome in _SWITCH_ENDS, (_RECORDS_LOOKED_BACK,)
+        )
+        return kept.to_dict() if kept is not None else {}
+
+    async def _newest_record(
+        self, matches: Callable[[FleetRecord], bool], limits: tuple[int, ...]
+    ) -> FleetRecord | None:
+        """The newest record of the engine's log that ``matches``, reading the newest
+        ``limits[0]`` records, then (if none matched) the newest ``limits[1]``...; None if
+        none does, or the log cannot be read (the engine is then lost)."""
         try:
-            for kept in await self.engine.records(_RECORDS_LOOKED_BACK):
-                if kept.to_state is state and kept.outcome in _SWITCH_ENDS:
-                    return kept.to_dict()
+            for limit in limits:
+                for kept in await self.engine.records(limit):
+                    if matches(kept):
+                        return kept
         except FleetEngineUnavailable as exc:
             self._lose(exc.reason)
-        return {}
+        return None
 
     def _local_record(
         self, catching: _CatchingUp, target: State, fleet: FleetState, out: InstanceOut | None
@@ -669,13 +681,12 @@ class FleetMember:
         epoch = following.epoch
         if written is not None and written.epoch == epoch:
             return written.to_dict()
-        try:
-            for limit in (1, _RECORDS_LOOKED_BACK):
-                for kept in await self.engine.records(limit):
-                    if kept.epoch == epoch and kept.outcome is not FleetOutcome.RESEEDED:
-                        return kept.to_dict()
-        except FleetEngineUnavailable as exc:
-            self._lose(exc.reason)
+        kept = await self._newest_record(
+            lambda r: r.epoch == epoch and r.outcome is not FleetOutcome.RESEEDED,
+            (1, _RECORDS_LOOKED_BACK),
+        )
+        if kept is not None:
+            return kept.to_dict()
         completed = fleet is not None and fleet.epoch == epoch + 1
         if not completed or fleet is None:
             return {}
