@@ -207,6 +207,10 @@ def flip_under_load(names: str, flips: int, clients: int) -> None:
                 answer = rng.choice(instances).switch(mode)
                 assert answer.status_code == 200, answer.text
                 switched += answer.headers["Servermode-Outcome"] != "noop"
+                # Traffic flows in each mode before the next flip (each admits a category),
+                # however slowly a loaded machine runs the clients.
+                served = len(seen)
+                until(lambda n=served: len(seen) >= n + 5, what=f"requests served in {mode}")
         finally:
             stop.set()
             for worker in workers:
